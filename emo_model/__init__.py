@@ -1,0 +1,1 @@
+"""EMO (Emote Portrait Alive) as a plain PyTorch package; no ComfyUI import anywhere here."""
