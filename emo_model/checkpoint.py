@@ -1,0 +1,121 @@
+"""EMO checkpoints, and building a model from SD1.5 / AnimateDiff base weights.
+
+Checkpoint layout (one `.safetensors` file):
+- tensors, by part: `reference_net.*`, `backbone.*` (diffusers `UNet2DConditionModel` keys, the
+  Backbone's temporal modules in `MotionAdapter` keys, plus EMO's `audio_attn`/`audio_norm`,
+  `speed_attn`/`speed_norm`, `ref_attn`/`ref_norm` and the attn2 `context`), `face_locator.*`,
+  `audio_projection.*`, `speed_encoder.*`;
+- metadata: `format` = "emo-comfyui/1", `emo_config` = the EMOConfig JSON (geometry, audio
+  feature shape, clip geometry, training noise schedule), plus free-form string entries.
+A checkpoint may hold every part (a trained model) or only some (e.g. the EMO-specific layers);
+the missing ones must then come from base weights (SD1.5 UNet, AnimateDiff), else loading fails
+and names what is missing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .config import EMOConfig
+from .errors import WeightsError
+from .model import PARTS, EMOModel
+from .weights import files
+from .weights.animatediff import load_motion_state_dict
+from .weights.sd15 import load_unet_state_dict
+
+FORMAT = "emo-comfyui/1"
+_EMO_ADDITIONS = (".audio_attn.", ".audio_norm.", ".speed_attn.", ".speed_norm.", ".ref_attn.", ".ref_norm.")
+
+
+def is_motion_key(key: str) -> bool:
+    """A temporal-module weight that AnimateDiff provides (speed layers inside them are EMO's own)."""
+    return "motion_modules." in key and not any(a in key for a in _EMO_ADDITIONS)
+
+
+def is_spatial_base_key(key: str) -> bool:
+    """A UNet weight that an SD1.5 checkpoint provides."""
+    return "motion_modules." not in key and key != "context" and not any(a in key for a in _EMO_ADDITIONS)
+
+
+def save_emo_checkpoint(model: EMOModel, path, *, parts=PARTS, metadata: dict[str, str] | None = None) -> None:
+    """Write `parts` of `model` (atomically) with its config in the metadata."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; parts are {PARTS}")
+    state = {f"{part}.{k}": v for part in parts for k, v in getattr(model, part).state_dict().items()}
+    meta = {"format": FORMAT, "emo_config": model.config.to_json(), **(metadata or {})}
+    files.write_safetensors(state, path, metadata=meta)
+
+
+def read_emo_checkpoint(path) -> tuple[EMOConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """(config, tensors, metadata) of an EMO checkpoint, with errors that name the file."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"EMO checkpoints are .safetensors files; got {path}")
+    state = files.read_state_dict(path, what="EMO checkpoint")
+    with safe_open(os.fspath(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") != FORMAT or "emo_config" not in metadata:
+        raise WeightsError(f"{path} is not an EMO checkpoint (no '{FORMAT}' metadata). Is it an SD1.5 or "
+                           "AnimateDiff file? Those are base weights: pass them as base_unet / motion_module.")
+    try:
+        config = EMOConfig.from_json(metadata["emo_config"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise WeightsError(f"{path} has an unreadable emo_config: {e}") from e
+    return config, state, metadata
+
+
+def build_model(config: EMOConfig, *, base_unet=None, motion_module=None) -> EMOModel:
+    """A fresh model: EMO's new layers zero-initialised, SD1.5 weights in ReferenceNet and Backbone
+    (when `base_unet` is given: diffusers folder or LDM single file), AnimateDiff weights in the
+    temporal modules (when `motion_module` is given: original or diffusers layout)."""
+    model = EMOModel(config)
+    if base_unet is not None:
+        load_base_unet(model, load_unet_state_dict(base_unet, config=config.unet.diffusers_unet_config()), base_unet)
+    if motion_module is not None:
+        load_motion_module(model, load_motion_state_dict(
+            motion_module, config=config.unet.diffusers_motion_adapter_config()), motion_module)
+    return model
+
+
+def load_base_unet(model: EMOModel, state_dict: dict, source) -> None:
+    files.load_state_dict_strict(model.reference_net, state_dict, source=source, what="SD1.5 UNet (ReferenceNet)",
+                                 ignore_missing=("context",))
+    files.load_state_dict_strict(model.backbone, state_dict, source=source, what="SD1.5 UNet (Backbone)",
+                                 ignore_missing=(lambda k: not is_spatial_base_key(k),))
+
+
+def load_motion_module(model: EMOModel, state_dict: dict, source) -> None:
+    files.load_state_dict_strict(model.backbone, state_dict, source=source, what="AnimateDiff motion module",
+                                 ignore_missing=(lambda k: not is_motion_key(k),))
+
+
+def load_emo_model(path, *, base_unet=None, motion_module=None, dtype: torch.dtype = torch.float32,
+                   device="cpu") -> EMOModel:
+    """An EMO checkpoint, completed by base weights where it holds only some parts."""
+    config, state, metadata = read_emo_checkpoint(path)
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in EMOModel(config).state_dict().items()}
+    missing = set(expected) - set(state)
+    from_base = {k for k in missing if base_unet is not None and k.split(".", 1)[0] in ("reference_net", "backbone")
+                 and is_spatial_base_key(k.split(".", 1)[1])}
+    from_base |= {k for k in missing if motion_module is not None and k.startswith("backbone.")
+                  and is_motion_key(k.split(".", 1)[1])}
+    files.check_keys_and_shapes(expected, state, source=path, what="EMO checkpoint",
+                                ignore_missing=(lambda k: k in from_base,),
+                                hint="A checkpoint without the SD1.5 or AnimateDiff weights needs them given as "
+                                     "base_unet / motion_module.")
+    if not missing:
+        with torch.device("meta"):
+            model = EMOModel(config)
+        model.load_state_dict(state, assign=True)
+    else:
+        model = build_model(config, base_unet=base_unet if from_base else None,
+                            motion_module=motion_module if from_base else None)
+        model.load_state_dict(state, strict=False)
+    model.checkpoint_metadata = {k: v for k, v in metadata.items() if k != "emo_config"}
+    return model.to(device=device, dtype=dtype).eval()
+

@@ -1,0 +1,169 @@
+"""Clip-by-clip sampling with motion frames, so any audio length works in flat accelerator memory.
+
+Per video: ReferenceNet on the reference latents once, the Face Locator once. Per clip of f
+frames: ReferenceNet on the last n latents of the previous clip (zero maps for the first), the
+audio projection and speed encoding once, then `steps` Backbone calls with every guidance branch
+in one batch. Each finished clip is decoded, moved to the CPU as uint8 and yielded, so only one
+clip ever lives on the accelerator. Noise comes from a seeded CPU generator: the same seed gives
+the same video on any device.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from .audio.features import frame_windows
+from .errors import InputError
+from .model import EMOModel
+from .schedulers import make_scheduler
+
+
+@dataclass
+class SamplerSettings:
+    steps: int = 40
+    scheduler: str = "ddim"
+    reference_cfg: float = 2.5  # guidance towards the reference identity (1 = off)
+    audio_cfg: float = 3.5      # guidance towards the audio (1 = off)
+    seed: int = 0
+    frames_per_clip: int | None = None  # None: the model's f
+    motion_frames: int | None = None    # None: the model's n
+    schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing
+
+    def validate(self):
+        if self.steps < 1:
+            raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.frames_per_clip is not None and self.frames_per_clip < 1:
+            raise InputError(f"frames per clip must be >= 1, got {self.frames_per_clip}")
+        if self.motion_frames is not None and self.motion_frames < 0:
+            raise InputError(f"motion frames must be >= 0, got {self.motion_frames}")
+
+
+@dataclass
+class StepInfo:
+    clip: int
+    num_clips: int
+    step: int
+    num_steps: int
+    latents: torch.Tensor  # [1, f, 4, h, w] current latents of this clip
+
+
+@dataclass
+class ClipResult:
+    index: int
+    frames: torch.Tensor   # uint8 [f', H, W, 3] on the CPU (f' < f only for the last clip)
+    latents: torch.Tensor  # [f', 4, h, w] on the CPU
+
+
+def guidance_branches(reference_cfg: float, audio_cfg: float) -> list[tuple[bool, bool]]:
+    """(keep reference, keep audio) per batch entry, only those the guidance formula needs."""
+    branches = []
+    if reference_cfg != 1.0:
+        branches.append((False, False))
+    if reference_cfg != 1.0 or audio_cfg != 1.0:
+        branches.append((True, False))
+    branches.append((True, True))
+    return branches
+
+
+def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float) -> torch.Tensor:
+    """uncond + s_ref (ref - uncond) + s_audio (full - ref), for the batch from `guidance_branches`."""
+    parts = list(pred.chunk(pred.shape[0]))
+    full = parts.pop()
+    if not parts:
+        return full
+    ref = parts.pop()
+    out = ref + audio_cfg * (full - ref)
+    if parts:
+        uncond = parts.pop()
+        out = out + (reference_cfg - 1.0) * (ref - uncond)  # uncond + s_ref(ref - uncond) = ref + (s_ref-1)(ref-uncond)
+    return out
+
+
+def clip_indices(start: int, length: int, total: int) -> torch.Tensor:
+    """Frame indices start..start+length, clamped into the video (edge frames repeat)."""
+    return torch.arange(start, start + length).clamp(0, total - 1)
+
+
+def speed_curve(speed, num_frames: int) -> torch.Tensor:
+    """A constant or a per-frame head speed (degrees per frame) → [num_frames] float."""
+    curve = torch.as_tensor(speed, dtype=torch.float32).flatten()
+    if curve.numel() == 1:
+        return curve.expand(num_frames).clone()
+    if curve.numel() < 1 or not torch.isfinite(curve).all():
+        raise InputError("speed must be a finite number or a per-frame list of finite numbers")
+    if curve.numel() != num_frames:  # a curve of another length is stretched over the video
+        curve = torch.nn.functional.interpolate(curve[None, None], size=num_frames, mode="linear", align_corners=True)[0, 0]
+    return curve
+
+
+@torch.inference_mode()
+def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor], *, reference_latents: torch.Tensor,
+                 frame_audio: torch.Tensor, num_frames: int, settings: SamplerSettings,
+                 face_mask: torch.Tensor | None = None, speed=None, initial_motion: torch.Tensor | None = None,
+                 callback: Callable[[StepInfo], None] | None = None) -> Iterator[ClipResult]:
+    """Generate `num_frames` frames clip by clip.
+
+    reference_latents: [1, 4, h, w]. frame_audio: audio features at the video frame rate,
+    [num_frames, L, D] (CPU is fine: each clip's windows move to the model's device). face_mask:
+    [1, 1, H, W] pixel-resolution mask or None (= all ones, no guidance). speed: None (no speed
+    layers), a number, or a per-frame curve in degrees per frame. initial_motion: latents
+    [k, 4, h, w] of earlier frames to continue from (the last n are used). `decode` maps latents
+    [N, 4, h, w] to uint8 frames [N, H, W, 3]. `callback` runs after every step; an exception
+    raised there stops generation (cancellation).
+    """
+    settings.validate()
+    config = model.config
+    f = settings.frames_per_clip or config.frames_per_clip
+    n = config.motion_frames if settings.motion_frames is None else settings.motion_frames
+    if n + f > config.unet.motion_max_frames:
+        raise InputError(f"motion frames + frames per clip = {n + f} exceeds the model's {config.unet.motion_max_frames}")
+    if num_frames < 1:
+        raise InputError("nothing to generate: the audio is shorter than one video frame")
+    if frame_audio.shape[0] < num_frames:
+        raise InputError(f"audio features cover {frame_audio.shape[0]} frames, {num_frames} requested")
+    device, dtype = model.device, model.dtype
+    scheduler = make_scheduler(settings.scheduler, config.noise, **(settings.schedule_overrides or {}))
+    branches = guidance_branches(settings.reference_cfg, settings.audio_cfg)
+    reference_keep = torch.tensor([b[0] for b in branches], device=device)
+    audio_keep = torch.tensor([b[1] for b in branches], device=device)
+    generator = torch.Generator().manual_seed(settings.seed)
+
+    reference = model.reference_features(reference_latents.to(device))
+    if face_mask is None:
+        h, w = reference_latents.shape[-2:]
+        face_mask = torch.ones(1, 1, h * config.vae_scale_factor, w * config.vae_scale_factor)
+    face = model.face_features(face_mask.to(device, dtype))
+    speeds = None if speed is None else speed_curve(speed, num_frames)
+    previous = None if initial_motion is None or n == 0 else initial_motion[-n:].to(device, dtype)[None]
+    num_clips = math.ceil(num_frames / f)
+    latent_shape = (1, f, *reference_latents.shape[1:])
+
+    for clip in range(num_clips):
+        start = clip * f
+        motion = None
+        if previous is not None:
+            if previous.shape[1] < n:  # fewer earlier frames than n: repeat the first
+                previous = torch.cat([previous[:, :1].expand(-1, n - previous.shape[1], -1, -1, -1), previous], 1)
+            motion = model.motion_features(previous)
+        frames = clip_indices(start, f, num_frames)
+        windows = frame_windows(frame_audio, config.audio_window, frames).to(device)
+        clip_speed = None if speeds is None else speeds[clip_indices(start - n, n + f, num_frames)][None]
+        cond = model.condition(f, reference=reference, reference_keep=reference_keep, audio_windows=windows,
+                               audio_keep=audio_keep, motion=motion, num_motion=n, speed=clip_speed)
+
+        scheduler.set_timesteps(settings.steps, device=device)
+        latents = torch.randn(latent_shape, generator=generator).to(device, dtype) * scheduler.init_noise_sigma
+        for step, t in enumerate(scheduler.timesteps):
+            model_in = scheduler.scale_model_input(latents, t).expand(len(branches), *latent_shape[1:])
+            pred = combine_guidance(model.denoise(model_in, t, cond, face), settings.reference_cfg, settings.audio_cfg)
+            latents = scheduler.step(pred.to(latents.dtype), t, latents).prev_sample
+            if callback is not None:
+                callback(StepInfo(clip, num_clips, step, len(scheduler.timesteps), latents))
+
+        keep = min(f, num_frames - start)
+        if n:
+            previous = latents[:, -n:] if keep == f else latents[:, :keep][:, -n:]
+        yield ClipResult(clip, decode(latents[0, :keep]), latents[0, :keep].float().cpu())

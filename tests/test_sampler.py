@@ -1,0 +1,130 @@
+"""Clip-by-clip sampling: determinism, motion-frame hand-over, guidance, cancellation, flat memory."""
+import numpy as np
+import pytest
+import torch
+
+from emo_model.errors import AudioError, InputError
+from emo_model.sampler import SamplerSettings, combine_guidance, guidance_branches, sample_clips, speed_curve
+from helpers import tiny_model
+
+F_ = 8  # tiny geometry frames per clip
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def decode(latents):  # cheap stand-in for the VAE: first 3 latent channels as pixels
+    return ((latents[:, :3].float().clamp(-2, 2) + 2) * 63.75).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def generate(model, frames, steps=2, **kwargs):
+    g = torch.Generator().manual_seed(5)
+    audio = kwargs.pop("frame_audio", torch.randn(frames, 5, 384, generator=g))
+    reference = kwargs.pop("reference_latents", torch.randn(1, 4, 16, 16, generator=g))
+    settings = kwargs.pop("settings", SamplerSettings(steps=steps, scheduler="ddim"))
+    return list(sample_clips(model, decode, reference_latents=reference, frame_audio=audio, num_frames=frames,
+                             settings=settings, **kwargs))
+
+
+def test_any_length_runs_clip_by_clip_and_is_seeded(model):
+    clips = generate(model, 2 * F_ + 3)
+    assert [c.frames.shape[0] for c in clips] == [F_, F_, 3]
+    assert clips[0].frames.dtype == torch.uint8 and clips[0].frames.device.type == "cpu"
+    again = generate(model, 2 * F_ + 3)
+    assert all(torch.equal(a.latents, b.latents) for a, b in zip(clips, again))
+    other = generate(model, 2 * F_ + 3, settings=SamplerSettings(steps=2, seed=1))
+    assert not torch.equal(other[0].latents, clips[0].latents)
+
+
+def test_motion_frames_carry_the_previous_clip_into_the_next(model):
+    """Same noise and audio for clip 2; only the earlier frames differ → clip 2's first frames differ most."""
+    a = generate(model, F_, initial_motion=torch.randn(4, 4, 16, 16))
+    b = generate(model, F_, initial_motion=torch.randn(4, 4, 16, 16))
+    change = (a[0].latents - b[0].latents).abs().flatten(1).mean(1)
+    assert change[0] > 1e-3
+    assert change[:2].mean() > change[-2:].mean()
+    without = SamplerSettings(steps=2, motion_frames=0)
+    c = generate(model, F_, initial_motion=torch.randn(4, 4, 16, 16), settings=without)
+    d = generate(model, F_, initial_motion=torch.randn(4, 4, 16, 16), settings=without)
+    assert torch.equal(c[0].latents, d[0].latents)  # n = 0: earlier frames are ignored
+
+
+def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, monkeypatch):
+    calls = []
+    original = model.denoise
+
+    def spy(noisy, t, cond, face=None):
+        calls.append(noisy.shape[0])
+        return original(noisy, t, cond, face)
+
+    monkeypatch.setattr(model, "denoise", spy)
+    for ref_cfg, audio_cfg, batch in [(2.0, 3.0, 3), (1.0, 3.0, 2), (1.0, 1.0, 1)]:
+        calls.clear()
+        generate(model, F_, steps=3, settings=SamplerSettings(steps=3, reference_cfg=ref_cfg, audio_cfg=audio_cfg))
+        assert calls == [batch] * 3
+
+
+def test_guidance_formula():
+    u, r, f = torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([4.0])
+    assert guidance_branches(2.0, 3.0) == [(False, False), (True, False), (True, True)]
+    out = combine_guidance(torch.stack([u, r, f]), 2.0, 3.0)
+    torch.testing.assert_close(out[0], u + 2.0 * (r - u) + 3.0 * (f - r))
+    torch.testing.assert_close(combine_guidance(torch.stack([r, f]), 1.0, 3.0)[0], r + 3.0 * (f - r))
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m", "unipc", "euler"])
+def test_schedulers(model, scheduler):
+    settings = SamplerSettings(steps=2, scheduler=scheduler,
+                               schedule_overrides={"prediction_type": "v_prediction", "rescale_betas_zero_snr": True})
+    (clip,) = generate(model, 4, settings=settings)
+    assert torch.isfinite(clip.latents).all()
+
+
+def test_callback_sees_every_step_and_can_cancel(model):
+    seen = []
+
+    def cancel_at_third(info):
+        seen.append((info.clip, info.step))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(model, 3 * F_, steps=2, callback=cancel_at_third)
+    assert seen == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_memory_is_flat_in_audio_length(model, monkeypatch):
+    """Every Backbone call has the same size whatever the length, and clips are produced lazily."""
+    shapes = []
+    original = model.denoise
+    monkeypatch.setattr(model, "denoise", lambda x, t, c, f=None: (shapes.append(tuple(x.shape)), original(x, t, c, f))[1])
+    generate(model, F_)
+    short = set(shapes)
+    shapes.clear()
+    clips = sample_clips(model, decode, reference_latents=torch.randn(1, 4, 16, 16),
+                         frame_audio=torch.randn(10 * F_, 5, 384), num_frames=10 * F_,
+                         settings=SamplerSettings(steps=2))
+    next(clips)
+    assert len(shapes) == 2  # only the first clip has run
+    list(clips)
+    assert set(shapes) == short and len(shapes) == 20
+
+
+def test_speed_curve():
+    assert torch.equal(speed_curve(0.5, 3), torch.full((3,), 0.5))
+    np.testing.assert_allclose(speed_curve([0.0, 1.0], 3).numpy(), [0.0, 0.5, 1.0])
+    with pytest.raises(InputError):
+        speed_curve([float("nan"), 1.0], 3)
+
+
+def test_invalid_settings(model):
+    with pytest.raises(InputError, match="steps"):
+        generate(model, 4, settings=SamplerSettings(steps=0))
+    with pytest.raises(InputError, match="frames per clip"):
+        generate(model, 4, settings=SamplerSettings(frames_per_clip=0))
+    with pytest.raises(InputError, match="scheduler"):
+        generate(model, 4, settings=SamplerSettings(scheduler="nope"))
+    with pytest.raises(InputError, match="exceeds"):
+        generate(model, 4, settings=SamplerSettings(frames_per_clip=30))
