@@ -137,3 +137,23 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_emo_model(tmp_path / "missing.safetensors")
     with pytest.raises(WeightsError, match="safetensors"):
         load_emo_model(tmp_path / "model.ckpt")
+
+
+def test_wav2vec2_base_config_feeds_the_sd15_audio_path():
+    """Randomly initialised wav2vec2-base (the paper's encoder family): 13 x 768 features at 50 Hz,
+    resampled to 30 fps, windowed +-2, projected to 32 tokens x 768 by the SD1.5-geometry projection."""
+    from transformers import Wav2Vec2Config
+
+    from emo_model.audio import Wav2Vec2AudioEncoder
+    from emo_model.audio_projection import AudioProjection
+
+    torch.manual_seed(0)
+    encoder = Wav2Vec2AudioEncoder.from_config(Wav2Vec2Config())  # defaults = wav2vec2-base geometry
+    assert (encoder.num_layers, encoder.hidden_size, encoder.feature_rate) == (13, 768, 50)
+    frames = encoder.encode_to_frames(torch.randn(16000) * 0.1, fps=30)
+    assert frames.shape == (30, 13, 768)
+    config = EMOConfig.sd15(audio_encoder="wav2vec2-base")
+    projection = AudioProjection(config.audio_window, config.audio_layers, config.audio_dim, 256,
+                                 config.audio_tokens, config.audio_token_dim)  # narrow hidden: only shapes matter here
+    tokens = projection(frame_windows(frames, config.audio_window))
+    assert tokens.shape == (30, 32, 768)
