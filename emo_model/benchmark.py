@@ -47,6 +47,17 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _median_seconds(fn, args) -> float:
+    times = []
+    for _ in range(args.repeats):
+        _sync(args.device)
+        start = time.perf_counter()
+        fn()
+        _sync(args.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _rss_mib() -> float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -88,23 +99,12 @@ def measure(args) -> dict:
     base_rss = _rss_mib()
     if torch.device(args.device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    full_times, backbone_times = [], []
-    for _ in range(args.repeats):
-        _sync(args.device)
-        t0 = time.perf_counter()
-        full()
-        _sync(args.device)
-        full_times.append((time.perf_counter() - t0) / frames)
+    full_time = _median_seconds(full, args)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if torch.device(args.device).type == "cuda"
             else _rss_mib() - base_rss)
-    for _ in range(args.repeats):
-        _sync(args.device)
-        t0 = time.perf_counter()
-        backbone_only()
-        _sync(args.device)
-        backbone_times.append((time.perf_counter() - t0) / frames)
+    backbone_time = _median_seconds(backbone_only, args)
     return {"seconds": args.seconds, "frames": frames, "clips": clips,
-            "s_per_frame": statistics.median(full_times), "backbone_s_per_frame": statistics.median(backbone_times),
+            "s_per_frame": full_time / frames, "backbone_s_per_frame": backbone_time / frames,
             "peak_mib": peak}
 
 
