@@ -18,8 +18,6 @@ from .model import EMOModel
 from .sampler import ClipResult, SamplerSettings, StepInfo, sample_clips
 from .vae import LatentCodec
 
-SAMPLE_RATE = 16000
-
 
 @dataclass
 class EMOVideo:
@@ -43,9 +41,9 @@ class EMOPipeline:
                 f"{audio_encoder.num_layers} x {audio_encoder.hidden_size}: load the encoder the model was trained with")
 
     def prepare_audio(self, audio) -> torch.Tensor:
-        """A file path or a mono 16 kHz waveform [T] → float32 waveform [T]."""
+        """A file path or a mono waveform [T] at the encoder's rate (16 kHz) → float32 waveform [T]."""
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
-            return load_audio(audio, SAMPLE_RATE)
+            return load_audio(audio, self.audio_encoder.sample_rate)
         wave = torch.as_tensor(audio, dtype=torch.float32)
         if wave.ndim != 1:
             raise AudioError(f"expected a mono 16 kHz waveform [T], got shape {tuple(wave.shape)}")
@@ -55,9 +53,10 @@ class EMOPipeline:
         """Audio features at the video frame rate [N, L, D] (CPU) and N, the frames the audio covers."""
         if fps <= 0:
             raise InputError(f"fps must be > 0, got {fps}")
-        frames = num_video_frames(waveform.shape[-1], SAMPLE_RATE, fps)
+        rate = self.audio_encoder.sample_rate
+        frames = num_video_frames(waveform.shape[-1], rate, fps)
         if frames < 1:
-            raise AudioError(f"the audio lasts {waveform.shape[-1] / SAMPLE_RATE * 1000:.0f} ms, shorter than one "
+            raise AudioError(f"the audio lasts {waveform.shape[-1] / rate * 1000:.0f} ms, shorter than one "
                              f"video frame at {fps:g} fps: give at least {1000 / fps:.0f} ms of audio")
         return self.audio_encoder.encode_to_frames(waveform, fps, frames), frames
 
@@ -92,5 +91,6 @@ class EMOPipeline:
             if return_latents:
                 latents.append(clip.latents)
         video = torch.cat(frames)
-        samples = round(video.shape[0] * SAMPLE_RATE / fps)
-        return EMOVideo(video, fps, waveform[:samples], SAMPLE_RATE, torch.cat(latents) if return_latents else None)
+        rate = self.audio_encoder.sample_rate
+        samples = round(video.shape[0] * rate / fps)
+        return EMOVideo(video, fps, waveform[:samples], rate, torch.cat(latents) if return_latents else None)

@@ -165,5 +165,5 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
 
         keep = min(f, num_frames - start)
         if n:
-            previous = latents[:, -n:] if keep == f else latents[:, :keep][:, -n:]
+            previous = latents[:, :keep][:, -n:]
         yield ClipResult(clip, decode(latents[0, :keep]), latents[0, :keep].float().cpu())

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from emo_model.errors import AudioError, InputError
+from emo_model.errors import InputError
 from emo_model.sampler import SamplerSettings, combine_guidance, guidance_branches, sample_clips, speed_curve
 from helpers import tiny_model
 
