@@ -5,6 +5,8 @@ Checkpoint layout (one `.safetensors` file):
   Backbone's temporal modules in `MotionAdapter` keys, plus EMO's `audio_attn`/`audio_norm`,
   `speed_attn`/`speed_norm`, `ref_attn`/`ref_norm` and the attn2 `context`), `face_locator.*`,
   `audio_projection.*`, `speed_encoder.*`;
+- optionally `vae.*`: the AutoencoderKL the model was trained with (diffusers keys), with its
+  config as the `vae_config` metadata entry — small demo models ship their own small VAE;
 - metadata: `format` = "emo-comfyui/1", `emo_config` = the EMOConfig JSON (geometry, audio
   feature shape, clip geometry, training noise schedule), plus free-form string entries.
 A checkpoint may hold every part (a trained model) or only some (e.g. the EMO-specific layers);
@@ -13,10 +15,12 @@ and names what is missing.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL
 from safetensors import safe_open
 
 from .config import EMOConfig
@@ -27,6 +31,7 @@ from .weights.animatediff import load_motion_state_dict
 from .weights.sd15 import load_unet_state_dict
 
 FORMAT = "emo-comfyui/1"
+VAE_PREFIX = "vae."
 _EMO_ADDITIONS = (".audio_attn.", ".audio_norm.", ".speed_attn.", ".speed_norm.", ".ref_attn.", ".ref_norm.")
 
 
@@ -40,14 +45,33 @@ def is_spatial_base_key(key: str) -> bool:
     return "motion_modules." not in key and key != "context" and not any(a in key for a in _EMO_ADDITIONS)
 
 
-def save_emo_checkpoint(model: EMOModel, path, *, parts=PARTS, metadata: dict[str, str] | None = None) -> None:
-    """Write `parts` of `model` (atomically) with its config in the metadata."""
+def save_emo_checkpoint(model: EMOModel, path, *, parts=PARTS, metadata: dict[str, str] | None = None,
+                        vae: AutoencoderKL | None = None) -> None:
+    """Write `parts` of `model` (atomically) with its config in the metadata, and `vae` if given."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; parts are {PARTS}")
     state = {f"{part}.{k}": v for part in parts for k, v in getattr(model, part).state_dict().items()}
     meta = {"format": FORMAT, "emo_config": model.config.to_json(), **(metadata or {})}
+    if vae is not None:
+        state.update({f"{VAE_PREFIX}{k}": v for k, v in vae.state_dict().items()})
+        meta["vae_config"] = json.dumps(dict(vae.config))
     files.write_safetensors(state, path, metadata=meta)
+
+
+def load_checkpoint_vae(path, *, dtype: torch.dtype = torch.float32, device="cpu") -> AutoencoderKL | None:
+    """The VAE stored in an EMO checkpoint, or None when it holds none."""
+    _, state, metadata = read_emo_checkpoint(path)
+    vae_state = {k[len(VAE_PREFIX):]: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
+    if not vae_state:
+        return None
+    if "vae_config" not in metadata:
+        raise WeightsError(f"{path} holds VAE weights but no 'vae_config' metadata entry")
+    with torch.device("meta"):
+        vae = AutoencoderKL.from_config(json.loads(metadata["vae_config"]))
+    files.load_state_dict_strict(vae, vae_state, source=path, what="VAE in the EMO checkpoint")
+    vae = vae.to(device)
+    return (vae if dtype == torch.float32 else vae.to(dtype)).eval()  # diffusers warns on any dtype cast
 
 
 def read_emo_checkpoint(path) -> tuple[EMOConfig, dict[str, torch.Tensor], dict[str, str]]:
@@ -97,6 +121,7 @@ def load_emo_model(path, *, base_unet=None, motion_module=None, dtype: torch.dty
                    device="cpu") -> EMOModel:
     """An EMO checkpoint, completed by base weights where it holds only some parts."""
     config, state, metadata = read_emo_checkpoint(path)
+    state = {k: v for k, v in state.items() if not k.startswith(VAE_PREFIX)}
     with torch.device("meta"):
         expected = {k: v.shape for k, v in EMOModel(config).state_dict().items()}
     missing = set(expected) - set(state)
@@ -116,6 +141,6 @@ def load_emo_model(path, *, base_unet=None, motion_module=None, dtype: torch.dty
         model = build_model(config, base_unet=base_unet if from_base else None,
                             motion_module=motion_module if from_base else None)
         model.load_state_dict(state, strict=False)
-    model.checkpoint_metadata = {k: v for k, v in metadata.items() if k != "emo_config"}
+    model.checkpoint_metadata = {k: v for k, v in metadata.items() if k not in ("emo_config", "vae_config")}
     return model.to(device=device, dtype=dtype).eval()
 

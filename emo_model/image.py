@@ -43,11 +43,19 @@ def to_rgb_tensor(image) -> torch.Tensor:
 
 def prepare_image(image, height: int, width: int, mode: str = "crop") -> torch.Tensor:
     """Reference portrait → [3, height, width] float in 0..1, following `mode` (see module doc)."""
+    check_size_and_mode(height, width, mode)
+    return fit(to_rgb_tensor(image), height, width, mode, fill=1.0)
+
+
+def check_size_and_mode(height: int, width: int, mode: str) -> None:
     if mode not in RESIZE_MODES:
         raise InputError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     if height % 8 or width % 8 or height < 8 or width < 8:
         raise InputError(f"output size {width}x{height} must be positive multiples of 8")
-    x = to_rgb_tensor(image)
+
+
+def fit(x: torch.Tensor, height: int, width: int, mode: str, fill: float) -> torch.Tensor:
+    """[C, h, w] → [C, height, width] by `mode`; "pad" fills the margins with `fill`."""
     h, w = x.shape[1:]
     if mode == "stretch":
         return _resize(x, height, width)
@@ -57,7 +65,7 @@ def prepare_image(image, height: int, width: int, mode: str = "crop") -> torch.T
     if mode == "crop":
         top, left = (nh - height) // 2, (nw - width) // 2
         return x[:, top:top + height, left:left + width]
-    canvas = torch.ones(3, height, width)
+    canvas = torch.full((x.shape[0], height, width), fill)
     top, left = (height - nh) // 2, (width - nw) // 2
     canvas[:, top:top + nh, left:left + nw] = x
     return canvas
@@ -70,8 +78,14 @@ def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out[0].clamp(0, 1)
 
 
-def prepare_mask(mask, height: int, width: int) -> torch.Tensor:
-    """Face-region mask ([H, W] or [1, H, W], any size) → [1, 1, height, width] in 0..1 (bilinear resize)."""
+def prepare_mask(mask, height: int, width: int, mode: str = "stretch", image_size: tuple[int, int] | None = None
+                 ) -> torch.Tensor:
+    """Face-region mask ([H, W] or [1, H, W], 0..1 or 0..255) → [1, 1, height, width] in 0..1.
+
+    `image_size` (h, w) is the size of the portrait the mask belongs to: a mask of another size is
+    first stretched onto it, then both go through the same `mode` geometry as `prepare_image`, so
+    the mask stays on the face whatever the crop or padding. Without it the mask is just resized.
+    """
     m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).float()
     while m.ndim > 2 and m.shape[0] == 1:
         m = m[0]
@@ -79,5 +93,14 @@ def prepare_mask(mask, height: int, width: int) -> torch.Tensor:
         raise InputError(f"face mask must be [H, W], got shape {tuple(m.shape)}")
     if m.max() > 1:
         m = m / 255.0
-    m = F.interpolate(m[None, None], size=(height, width), mode="bilinear", align_corners=False)
-    return m.clamp(0, 1)
+    check_size_and_mode(height, width, mode)
+    m = m[None]
+    if image_size is not None and tuple(m.shape[1:]) != tuple(image_size):
+        m = F.interpolate(m[None], size=tuple(image_size), mode="bilinear", align_corners=False)[0]
+    if image_size is None:
+        mode = "stretch"
+    if mode == "stretch":
+        m = F.interpolate(m[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    else:
+        m = fit(m, height, width, mode, fill=0.0)
+    return m[None].clamp(0, 1)

@@ -103,14 +103,16 @@ def speed_curve(speed, num_frames: int) -> torch.Tensor:
 def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor], *, reference_latents: torch.Tensor,
                  frame_audio: torch.Tensor, num_frames: int, settings: SamplerSettings,
                  face_mask: torch.Tensor | None = None, speed=None, initial_motion: torch.Tensor | None = None,
-                 callback: Callable[[StepInfo], None] | None = None) -> Iterator[ClipResult]:
+                 reference_features: list[torch.Tensor] | None = None, callback: Callable[[StepInfo], None] | None = None) -> Iterator[ClipResult]:
     """Generate `num_frames` frames clip by clip.
 
     reference_latents: [1, 4, h, w]. frame_audio: audio features at the video frame rate,
     [num_frames, L, D] (CPU is fine: each clip's windows move to the model's device). face_mask:
     [1, 1, H, W] pixel-resolution mask or None (= all ones, no guidance). speed: None (no speed
     layers), a number, or a per-frame curve in degrees per frame. initial_motion: latents
-    [k, 4, h, w] of earlier frames to continue from (the last n are used). `decode` maps latents
+    [k, 4, h, w] of earlier frames to continue from (the last n are used). reference_features:
+    ReferenceNet's output for `reference_latents` when already computed (then it is not rerun).
+    `decode` maps latents
     [N, 4, h, w] to uint8 frames [N, H, W, 3]. `callback` runs after every step; an exception
     raised there stops generation (cancellation).
     """
@@ -131,7 +133,10 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
     audio_keep = torch.tensor([b[1] for b in branches], device=device)
     generator = torch.Generator().manual_seed(settings.seed)
 
-    reference = model.reference_features(reference_latents.to(device))
+    if reference_features is None:
+        reference = model.reference_features(reference_latents.to(device))
+    else:
+        reference = [r.to(device, dtype) for r in reference_features]
     if face_mask is None:
         h, w = reference_latents.shape[-2:]
         face_mask = torch.ones(1, 1, h * config.vae_scale_factor, w * config.vae_scale_factor)

@@ -8,10 +8,11 @@ from .encoders import (
     packaged_whisper_tiny_dir,
 )
 from .features import features_to_fps, frame_windows, num_video_frames
-from .io import load_audio, to_mono_16k
+from .io import decode_audio, load_audio, to_mono_16k
 
 __all__ = [
     "AudioEncoder",
+    "decode_audio",
     "Wav2Vec2AudioEncoder",
     "WhisperAudioEncoder",
     "features_to_fps",

@@ -36,31 +36,43 @@ def load_audio(path, sample_rate: int = 16000, start: float = 0.0, duration: flo
     exactly round(duration * sample_rate) samples unless the audio ends earlier (then it is
     shorter). Decoding stops as soon as the requested span is read.
     """
+    waveform, _ = decode_audio(path, sample_rate, start, duration, mono=True)
+    return waveform[0]
+
+
+def decode_audio(path, sample_rate: int | None = None, start: float = 0.0, duration: float | None = None,
+                 mono: bool = False) -> tuple[torch.Tensor, int]:
+    """Decode the first audio stream of `path` → (float32 [C, T], rate): the file's own channels
+    (or their average when `mono`) at `sample_rate` (None: the file's own rate). `start` /
+    `duration` as in `load_audio`."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"Audio file not found: {path}. Check the path or pick another file.")
     if start < 0 or (duration is not None and duration <= 0):
         raise AudioError(f"Invalid span for {path}: start={start}, duration={duration}; "
                          "start must be >= 0 and duration > 0 (or None for the whole file).")
-    skip = round(start * sample_rate)
-    wanted = None if duration is None else round(duration * sample_rate)
-
-    chunks: list[np.ndarray] = []
+    chunks: list[np.ndarray] = []  # [C, t] pieces
     have = 0  # samples decoded so far, counted from the first decoded sample
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise AudioError(f"{path} has no audio track. Use a file that contains sound.")
             stream = container.streams.audio[0]
+            sample_rate = int(sample_rate or stream.rate or stream.codec_context.sample_rate)
+            skip = round(start * sample_rate)
+            wanted = None if duration is None else round(duration * sample_rate)
             resampler = _resampler(sample_rate)
 
             def take(frames) -> bool:
                 """Keep the part of `frames` inside the span; True once the span is complete."""
                 nonlocal have
-                for mono in _frames_to_mono(frames):
-                    lo = min(max(skip - have, 0), len(mono))
-                    have += len(mono)
-                    chunks.append(mono[lo:])
+                for frame in frames:
+                    data = frame.to_ndarray().astype(np.float32, copy=False)
+                    if mono:
+                        data = data.mean(axis=0, keepdims=True, dtype=np.float32)
+                    lo = min(max(skip - have, 0), data.shape[1])
+                    have += data.shape[1]
+                    chunks.append(data[:, lo:])
                     if wanted is not None and have >= skip + wanted:
                         return True
                 return False
@@ -78,15 +90,15 @@ def load_audio(path, sample_rate: int = 16000, start: float = 0.0, duration: flo
         raise AudioError(f"Cannot decode audio from {path}: {err}. The file is damaged or not an "
                          "audio/video file; re-export it as wav, mp3, m4a or flac.") from err
 
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), np.float32)
     if wanted is not None:
-        audio = audio[:wanted]
-    if audio.size == 0:
+        audio = audio[:, :wanted]
+    if audio.shape[1] == 0:
         if have and skip >= have:
             raise AudioError(f"start={start} s is past the end of {path} "
                              f"({have / sample_rate:.2f} s long). Use a smaller start.")
         raise AudioError(f"{path} contains no audio samples. Use a file that contains sound.")
-    return torch.from_numpy(np.ascontiguousarray(audio))
+    return torch.from_numpy(np.ascontiguousarray(audio)), sample_rate
 
 
 def to_mono_16k(waveform: torch.Tensor, sample_rate: int, target_rate: int = 16000) -> torch.Tensor:
