@@ -1,6 +1,26 @@
 """ComfyUI nodes of the pack (V1 API), each a thin wrapper around one emo_model stage.
 
-The node classes arrive with the node-pack issue; the maps exist now so the pack imports cleanly.
+Ids carry the `EMO_` prefix: ComfyUI silently drops a custom node whose id equals a core one.
 """
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from . import host
+from .audio import EMO_AudioEncode, EMO_LoadAudio
+from .loaders import EMO_AudioEncoderLoader, EMO_LoraLoader, EMO_ModelLoader
+from .reference import EMO_FaceMask, EMO_MotionFrames, EMO_ReferenceNet
+from .sampler import EMO_Sampler
+from .video import EMO_VideoCombine
+
+host.register_model_folders()
+
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    "EMO_ModelLoader": "EMO Model Loader",
+    "EMO_AudioEncoderLoader": "EMO Audio Encoder Loader",
+    "EMO_LoraLoader": "EMO LoRA",
+    "EMO_LoadAudio": "EMO Load Audio",
+    "EMO_AudioEncode": "EMO Audio Encode",
+    "EMO_FaceMask": "EMO Face Mask",
+    "EMO_ReferenceNet": "EMO ReferenceNet",
+    "EMO_MotionFrames": "EMO Motion Frames",
+    "EMO_Sampler": "EMO Sampler",
+    "EMO_VideoCombine": "EMO Video Combine",
+}
+NODE_CLASS_MAPPINGS: dict[str, type] = {name: globals()[name] for name in NODE_DISPLAY_NAME_MAPPINGS}

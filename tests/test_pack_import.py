@@ -26,3 +26,27 @@ def test_pack_loads_as_a_package_from_its_folder():
 def test_model_package_imports_without_comfyui():
     import emo_model.pipeline  # noqa: F401
     assert "comfy" not in sys.modules and "folder_paths" not in sys.modules
+
+
+def test_every_module_imports_relative_to_the_pack_in_a_fresh_interpreter(tmp_path):
+    """No module may import `emo_model`/`nodes` absolutely: in ComfyUI the pack folder is not on sys.path."""
+    import subprocess
+    code = f"""
+import importlib, importlib.util, pkgutil, sys
+root = {str(ROOT)!r}
+assert root not in sys.path
+spec = importlib.util.spec_from_file_location("some_pack_folder", root + "/__init__.py", submodule_search_locations=[root])
+pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack; spec.loader.exec_module(pack)
+names = []
+for sub in ("emo_model", "nodes", "headless"):
+    package = importlib.import_module("some_pack_folder." + sub)
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name); names.append(info.name)
+assert "emo_model" not in sys.modules and "nodes" not in sys.modules, "absolute import of a pack folder"
+assert "comfy" not in sys.modules and "folder_paths" not in sys.modules
+print(len(names), len(pack.NODE_CLASS_MAPPINGS))
+"""
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    modules, nodes = map(int, run.stdout.split())
+    assert modules > 30 and nodes >= 10
