@@ -31,9 +31,13 @@ class EMO_LoadAudio:
                                         "tooltip": "Skip this many seconds from the start."}),
             "duration_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e6, "step": 0.01,
                                            "tooltip": "Seconds to load from the start point; 0 loads to the end."}),
+        }, "optional": {
+            # the frontend's audio player + upload button attach to an input named exactly "audio"
+            # and need this AUDIO_UI widget next to it (as on core LoadAudio)
+            "audioUI": ("AUDIO_UI", {"tooltip": "Player for the chosen file."}),
         }}
 
-    def load(self, audio, start_seconds=0.0, duration_seconds=0.0):
+    def load(self, audio, start_seconds=0.0, duration_seconds=0.0, audioUI=None):
         waveform, rate = decode_audio(host.input_path(audio), None, start_seconds, duration_seconds or None)
         return ({"waveform": waveform[None], "sample_rate": rate},)
 

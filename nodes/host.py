@@ -193,20 +193,31 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+class _Managed(torch.nn.Module):
+    """ModelPatcher sets `.device` on the module it manages; EMOModel and diffusers models expose a
+    read-only `device`, so ComfyUI manages this holder instead."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+
 def wrap_model(module: torch.nn.Module):
     """A ComfyUI ModelPatcher around `module` (None standalone, where models stay on their device)."""
     c = comfy()
     if c is None:
         return None
-    return c["comfy.model_patcher"].ModelPatcher(module, load_device=load_device(), offload_device=offload_device())
+    return c["comfy.model_patcher"].ModelPatcher(_Managed(module), load_device=load_device(),
+                                                 offload_device=offload_device())
 
 
 def load_models(patchers: Iterable) -> None:
-    """Ask ComfyUI to put these models on the accelerator (offloading others as needed)."""
+    """Ask ComfyUI to put these models on the accelerator (offloading others as needed). Full load:
+    ComfyUI's partial low-VRAM loading only knows its own layer classes, not plain torch layers."""
     patchers = [p for p in patchers if p is not None]
     c = comfy()
     if c is not None and patchers:
-        c["comfy.model_management"].load_models_gpu(patchers)
+        c["comfy.model_management"].load_models_gpu(patchers, force_full_load=True)
 
 
 def check_interrupted() -> None:
