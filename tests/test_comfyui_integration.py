@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 COMFYUI = os.environ.get("EMO_COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFYUI, reason="set EMO_COMFYUI_DIR to a ComfyUI checkout to run")
@@ -49,12 +50,21 @@ def server(tmp_path_factory):
     (base / "input").mkdir()
     (base / "custom_nodes/ComfyUI-EMO").symlink_to(ROOT, target_is_directory=True)
     save_emo_checkpoint(tiny_model(), base / "models/emo/emo-demo.safetensors", vae=tiny_vae())
+    # SD1.5-geometry VAE (random weights) in both the EMO checkpoint and models/vae: core VAEDecode interop
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+    from emo_model.weights.sd15 import SD15_VAE_CONFIG
+    torch.manual_seed(0)
+    sd15_vae = AutoencoderKL.from_config(SD15_VAE_CONFIG).eval()
+    save_emo_checkpoint(tiny_model(), base / "models/emo/emo-sd15-vae.safetensors", vae=sd15_vae)
+    (base / "models/vae").mkdir()
+    save_file(sd15_vae.state_dict(), base / "models/vae/sd15_vae.safetensors")
     from PIL import Image
     from skimage.data import astronaut
     Image.fromarray(astronaut()).save(base / "input/emo_portrait.png")
     write_speech(base / "input/emo_speech.wav", 1.0)
     (base / "extra_model_paths.yaml").write_text(
-        f"emo_test:\n  base_path: {base}\n  emo: models/emo/\n  custom_nodes: custom_nodes/\n")
+        f"emo_test:\n  base_path: {base}\n  emo: models/emo/\n  vae: models/vae/\n  custom_nodes: custom_nodes/\n")
     port = free_port()
     python = os.environ.get("EMO_COMFYUI_PYTHON", sys.executable)
     log = open(base / "comfyui.log", "w")
@@ -145,3 +155,44 @@ def test_cancel_stops_the_sampler_within_a_step_and_leaves_no_file(server):
     assert entry["status"]["status_str"] == "error"
     assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"])
     assert not list((base / "output").rglob("cancelled*")) and not list((base / "output").rglob("*.part*"))
+
+
+def test_core_nodes_interoperate_with_emo_nodes(server, tmp_path):
+    """core LoadAudio → AudioEncode; Sampler LATENT → core VAEDecode (SD1.5 VAE); VideoCombine's VIDEO →
+    core GetVideoComponents; portrait without a face mask (automatic detection)."""
+    url, base = server
+    cli = importlib.import_module("emo_comfyui.headless.cli")
+    from emo_model.video import read_video
+    prompt = {
+        "1": {"class_type": "EMO_ModelLoader", "inputs": {"emo_checkpoint": "emo-sd15-vae.safetensors",
+              "base_unet": "(none)", "motion_module": "(none)", "vae": "(from EMO checkpoint)", "precision": "fp32"}},
+        "2": {"class_type": "EMO_AudioEncoderLoader", "inputs": {"encoder": "whisper-tiny.en (packaged)"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "emo_portrait.png"}},
+        "4": {"class_type": "LoadAudio", "inputs": {"audio": "emo_speech.wav"}},
+        "5": {"class_type": "EMO_AudioEncode", "inputs": {"audio": ["4", 0], "fps": 25.0, "audio_encoder": ["2", 0]}},
+        "7": {"class_type": "EMO_ReferenceNet", "inputs": {"emo_model": ["1", 0], "image": ["3", 0], "width": 64,
+              "height": 64, "resize_mode": "crop"}},
+        "8": {"class_type": "EMO_Sampler", "inputs": {"emo_model": ["1", 0], "reference": ["7", 0],
+              "audio_embeds": ["5", 0], "seed": 1, "steps": 2, "scheduler": "ddim", "reference_cfg": 2.5,
+              "audio_cfg": 3.5, "frames_per_clip": 4, "motion_frame_count": 2, "speed": 0.5}},
+        "9": {"class_type": "EMO_VideoCombine", "inputs": {"images": ["8", 0], "fps": ["8", 2],
+              "filename_prefix": "interop/ours", "crf": 10, "audio": ["5", 2]}},
+        "10": {"class_type": "GetVideoComponents", "inputs": {"video": ["9", 0]}},
+        "11": {"class_type": "EMO_VideoCombine", "inputs": {"images": ["10", 0], "fps": ["10", 2],
+               "filename_prefix": "interop/roundtrip", "crf": 10, "audio": ["10", 1]}},
+        "12": {"class_type": "VAELoader", "inputs": {"vae_name": "sd15_vae.safetensors"}},
+        "13": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 1], "vae": ["12", 0]}},
+        "14": {"class_type": "EMO_VideoCombine", "inputs": {"images": ["13", 0], "fps": ["8", 2],
+               "filename_prefix": "interop/vaedecoded", "crf": 10, "audio": ["5", 2]}},
+    }
+    path = tmp_path / "interop.json"
+    path.write_text(json.dumps(prompt))
+    code = cli.main([str(path), "--server", url, "--output-dir", str(tmp_path / "got"), "--timeout", "600", "--quiet"])
+    assert code == 0, (base / "comfyui.log").read_text()[-3000:]
+    videos = {p.name.split("_")[0]: read_video(p) for p in (tmp_path / "got").glob("*.mp4")}
+    assert set(videos) == {"ours", "roundtrip", "vaedecoded"}
+    assert {v.frames.shape[0] for v in videos.values()} == {25} and all(v.audio is not None for v in videos.values())
+    ours = videos["ours"].frames.astype(float)
+    assert abs(ours - videos["vaedecoded"].frames).mean() < 3  # same latents, same VAE, in ComfyUI's decoder
+    # a second H.264 4:2:0 encode of these noise-like (untrained model) frames: chroma loss only
+    assert abs(ours - videos["roundtrip"].frames).mean() < 10
