@@ -50,3 +50,13 @@ print(len(names), len(pack.NODE_CLASS_MAPPINGS))
     assert run.returncode == 0, run.stderr
     modules, nodes = map(int, run.stdout.split())
     assert modules > 30 and nodes >= 10
+
+
+def test_pyproject_dependencies_are_requirements_txt():
+    """The Comfy Registry reads pyproject.toml, ComfyUI-Manager reads requirements.txt: keep them equal."""
+    import tomllib
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    listed = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert sorted(declared) == sorted(listed)
+    assert not any(name.split(">")[0].split("=")[0].lower() in ("torch", "torchvision", "torchaudio") for name in listed)
