@@ -54,7 +54,8 @@ print(len(names), len(pack.NODE_CLASS_MAPPINGS))
 
 def test_pyproject_dependencies_are_requirements_txt():
     """The Comfy Registry reads pyproject.toml, ComfyUI-Manager reads requirements.txt: keep them equal."""
-    import tomllib
+    import pytest
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     listed = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
