@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from torch import nn
@@ -116,6 +117,32 @@ class EMOUNet(nn.Module):
         self.context = nn.Parameter(torch.zeros(1, 1, g.cross_attention_dim))
         self.num_attention_blocks = next(attn_index)
         self.num_temporal_slots = next(slot_index)
+        self.gradient_checkpointing = False
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Training only: recompute each resnet/attention/temporal layer in the backward pass instead of
+        keeping its activations (less memory, ~30 % more compute). Outputs and gradients are unchanged."""
+        self.gradient_checkpointing = enabled
+
+    def _layer(self, level: _Level, j: int, x, temb, cond: Conditioning, capture: FeatureCapture | None):
+        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+            return level.layer(j, x, temb, cond, capture)
+        # The backward pass re-runs the layer; its captures go to a throw-away list then, so each
+        # ReferenceNet feature is recorded once (the first run's tensors are the ones in the graph).
+        runs = []
+
+        def run(x, temb):
+            local = None if capture is None else FeatureCapture(
+                spatial=None if capture.spatial is None else [], temporal=None if capture.temporal is None else [])
+            runs.append(local)
+            return level.layer(j, x, temb, cond, local)
+
+        x = checkpoint(run, x, temb, use_reentrant=False)
+        if capture is not None:
+            for name in ("spatial", "temporal"):
+                if getattr(capture, name) is not None:
+                    getattr(capture, name).extend(getattr(runs[0], name))
+        return x
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float, cond: Conditioning | None = None,
                 added_features: torch.Tensor | None = None, capture: FeatureCapture | None = None) -> torch.Tensor:
@@ -135,7 +162,7 @@ class EMOUNet(nn.Module):
         skips = [x]
         for level in self.down_blocks:
             for j in range(len(level.resnets)):
-                x = level.layer(j, x, temb, cond, capture)
+                x = self._layer(level, j, x, temb, cond, capture)
                 skips.append(x)
             if hasattr(level, "downsamplers"):
                 x = level.downsamplers[0](x)
@@ -149,7 +176,7 @@ class EMOUNet(nn.Module):
 
         for level in self.up_blocks:
             for j in range(len(level.resnets)):
-                x = level.layer(j, torch.cat([x, skips.pop()], dim=1), temb, cond, capture)
+                x = self._layer(level, j, torch.cat([x, skips.pop()], dim=1), temb, cond, capture)
             if hasattr(level, "upsamplers"):
                 x = level.upsamplers[0](x)
         return self.conv_out(self.conv_act(self.conv_norm_out(x)))
