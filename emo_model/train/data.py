@@ -1,0 +1,126 @@
+"""Training samples from prepared datasets (`emo_model.data`), drawn from a caller's generator.
+
+Every draw (clip, frames, reference frame) comes from the `torch.Generator` passed to `sample`, so
+the trainer can make step k's batch a pure function of (seed, k): that is what makes a resumed run
+identical to an uninterrupted one, with no data-loader state to save.
+
+Stage 1: one target frame, and a different random frame of the same clip as reference.
+Stages 2 and 3: n + f consecutive frames (the first n are motion frames), a reference frame from
+outside that window when the clip has one, the ±m audio-feature windows of the f generated frames,
+and (stage 3) the head speed of all n + f frames. Every sample has the clip's face region (the union
+of its face boxes) as a pixel mask for the Face Locator. Pixels are float 0..1, [.., 3, H, W].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from ..audio.features import frame_windows
+from ..data import DatasetError, load_index, read_clip, read_clip_frames
+
+
+@dataclass
+class Batch:
+    target: torch.Tensor                 # [B, F, 3, H, W] frames to generate (F = 1 in stage 1)
+    reference: torch.Tensor              # [B, 3, H, W]
+    face_mask: torch.Tensor              # [B, 1, H, W]
+    motion: torch.Tensor | None = None   # [B, n, 3, H, W]
+    audio_windows: torch.Tensor | None = None  # [B, F, 2m+1, L, D]
+    speed: torch.Tensor | None = None    # [B, n + F] degrees per frame
+
+
+class TrainData:
+    def __init__(self, folders: list[str], *, stage: int, resolution: int, frames: int, motion_frames: int,
+                 audio_window: int, audio_shape: tuple[int, int]):
+        self.stage, self.resolution = stage, resolution
+        self.frames = 1 if stage == 1 else frames
+        self.motion_frames = 0 if stage == 1 else motion_frames
+        self.audio_window, self.audio_shape = audio_window, tuple(audio_shape)
+        need = 2 if stage == 1 else self.motion_frames + self.frames
+        self.clips: list[tuple[str, str, int]] = []
+        short, rates = 0, set()
+        for folder in folders:
+            index = load_index(folder)  # DatasetError for a missing, corrupt or empty dataset
+            rates.add(float(index.get("options", {}).get("fps", 0)))
+            for clip in index["clips"]:
+                if clip["num_frames"] >= need:
+                    self.clips.append((str(folder), clip["id"], int(clip["num_frames"])))
+                else:
+                    short += 1
+        if not self.clips:
+            raise DatasetError(f"No clip in {', '.join(map(str, folders))} has the {need} frames stage {stage} "
+                               f"needs ({short} shorter clip(s)). Use longer clips or fewer frames per clip.")
+        if len(rates) != 1 or not min(rates) > 0:
+            raise DatasetError(f"The datasets {', '.join(map(str, folders))} need one common frame rate (index "
+                               f"options.fps), found {sorted(rates)}: prepare them with the same --fps.")
+        self.fps = rates.pop()  # the model learns motion per frame at this rate: saved as its config's fps
+        self._tensors = lru_cache(maxsize=64)(self._read_tensors)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        samples = [self._one(generator) for _ in range(batch_size)]
+        return Batch(**{key: None if samples[0][key] is None else torch.stack([s[key] for s in samples])
+                        for key in samples[0]})
+
+    def _one(self, g: torch.Generator) -> dict:
+        root, clip_id, total = self.clips[_randint(len(self.clips), g)]
+        tensors = self._tensors(root, clip_id)
+        window = self.motion_frames + self.frames
+        start = _randint(total - window + 1, g)
+        outside = [i for i in range(total) if not start <= i < start + window]
+        reference_index = outside[_randint(len(outside), g)] if outside else start + _randint(window, g)
+        frames = self._pixels(root, clip_id, start, window)
+        reference = self._pixels(root, clip_id, reference_index, 1)[0]
+        height, width = tensors["size"]
+        out = {"target": frames[self.motion_frames:], "reference": reference,
+               "face_mask": _box_mask(tensors["face_region"], height, width, self.resolution),
+               "motion": frames[:self.motion_frames] if self.motion_frames else None,
+               "audio_windows": None, "speed": None}
+        if self.stage > 1:
+            generated = torch.arange(start + self.motion_frames, start + window)
+            out["audio_windows"] = frame_windows(tensors["audio_features"], self.audio_window, generated)
+        if self.stage == 3:
+            out["speed"] = tensors["speed"][start:start + window].float()
+        return out
+
+    def _read_tensors(self, root: str, clip_id: str) -> dict:
+        clip = read_clip(root, clip_id)
+        features = clip["audio_features"]
+        if features.ndim != 3 or tuple(features.shape[1:]) != self.audio_shape:
+            raise DatasetError(
+                f"Clip {clip_id} in {root} has audio features of {tuple(features.shape[1:])} (layers, dim) but the "
+                f"model takes {self.audio_shape}: prepare the data with the audio encoder the model uses, or pick "
+                "the matching geometry (audio_encoder).")
+        try:
+            height, width = (int(v) for v in clip["metadata"]["resolution"].split("x"))
+        except (KeyError, ValueError) as e:
+            raise DatasetError(f"Clip {clip_id} in {root} has no valid 'resolution' metadata (HxW): "
+                               "prepare it again.") from e
+        return {"audio_features": features.float(), "speed": clip["speed"], "face_region": clip["face_region"].float(),
+                "size": (height, width)}
+
+    def _pixels(self, root: str, clip_id: str, start: int, count: int) -> torch.Tensor:
+        frames = torch.from_numpy(read_clip_frames(root, clip_id, start, count)).permute(0, 3, 1, 2).float() / 255
+        if frames.shape[-2:] != (self.resolution, self.resolution):
+            frames = F.interpolate(frames, size=(self.resolution, self.resolution), mode="bilinear",
+                                   antialias=True, align_corners=False).clamp(0, 1)
+        return frames
+
+
+def _randint(high: int, g: torch.Generator) -> int:
+    return int(torch.randint(high, (1,), generator=g))
+
+
+def _box_mask(box: torch.Tensor, height: int, width: int, resolution: int) -> torch.Tensor:
+    """Face region (x0, y0, x1, y1 in the clip's pixels) → [1, R, R] mask at the training resolution."""
+    sx, sy = resolution / width, resolution / height
+    x0, x1 = int(box[0] * sx), int(torch.ceil(box[2] * sx))
+    y0, y1 = int(box[1] * sy), int(torch.ceil(box[3] * sy))
+    mask = torch.zeros(1, resolution, resolution)
+    mask[:, max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 1.0
+    return mask

@@ -1,0 +1,290 @@
+"""The trainer on CPU with the tiny geometry: the three stages on a small synthetic prepared dataset,
+freezing per stage (bitwise), falling loss, kill-and-resume equality, the result in the pipeline and
+the nodes, bad datasets, gradient checkpointing and bf16."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from emo_model.audio import WhisperAudioEncoder, packaged_whisper_tiny_dir
+from emo_model.checkpoint import load_checkpoint_vae, load_emo_model, save_emo_checkpoint
+from emo_model.data import DatasetError
+from emo_model.data.dataset import FORMAT, write_clip, write_index
+from emo_model.model import EMOModel
+from emo_model.pipeline import EMOPipeline
+from emo_model.sampler import SamplerSettings
+from emo_model.train import ConfigError, TrainConfig, parameter_group, train
+from emo_model.train.__main__ import main as train_cli
+from emo_model.train.data import TrainData
+from emo_model.train.freeze import STAGE_GROUPS
+from emo_model.train.loss_log import LossLog
+from emo_model.train.objective import Objective
+from emo_model.train.state import checkpoints
+from emo_model.train.trainer import model_inputs, step_generator
+from emo_model.vae import LatentCodec
+from helpers import awake, tiny_config, tiny_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SIZE, FRAMES, FPS = 64, 24, 25.0
+# Short clips keep CPU steps fast: 2 motion + 4 generated frames.
+CLIP = {"frames_per_clip": 4, "motion_frames": 2}
+
+
+def blob_clip(seed: int):
+    """Frames of a coloured blob whose horizontal position follows the clip's audio features."""
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(FRAMES, 5, 384, generator=g)
+    drive = features[:, 0, :8].mean(1)
+    x = (SIZE / 2 + 12 * torch.tanh(drive)).numpy()
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    colour = np.array([[220, 80, 60], [60, 160, 220]][seed % 2], dtype=np.float32)
+    frames = []
+    for t in range(FRAMES):
+        blob = np.exp(-((xx - x[t]) ** 2 + (yy - SIZE / 2) ** 2) / (2 * 8.0 ** 2))[..., None]
+        frames.append((40 + blob * (colour - 40)).astype(np.uint8))
+    speed = (torch.tensor(np.abs(np.diff(x, prepend=x[0])), dtype=torch.float32) / 4)
+    tensors = {
+        "face_boxes": torch.tensor([[16.0, 12.0, 48.0, 52.0]]).repeat(FRAMES, 1),
+        "face_region": torch.tensor([16.0, 12.0, 48.0, 52.0]),
+        "rotation": torch.zeros(FRAMES, 3),
+        "speed": speed,
+        "audio_features": features.half(),
+        "audio": torch.zeros(round(FRAMES / FPS * 16000)),
+    }
+    return np.stack(frames), tensors
+
+
+def make_dataset(root):
+    clips = []
+    for i in range(2):
+        frames, tensors = blob_clip(i)
+        write_clip(root, f"clip{i}", frames, FPS, tensors,
+                   {"source": f"v{i}.mp4", "start_seconds": "0", "fps": str(FPS), "num_frames": str(FRAMES),
+                    "resolution": f"{SIZE}x{SIZE}", "audio_encoder": "whisper-tiny", "audio_layers": "5",
+                    "audio_dim": "384"})
+        clips.append({"id": f"clip{i}", "source": f"v{i}.mp4", "start_seconds": 0.0, "num_frames": FRAMES,
+                      "seconds": FRAMES / FPS})
+    write_index(root, {"format": FORMAT, "options": {"fps": FPS, "resolution": f"{SIZE}x{SIZE}"},
+                       "clips": clips, "skipped": [], "videos": {}})
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def vae_checkpoint(tmp_path_factory):
+    """A tiny VAE, delivered the way small models ship one: inside an EMO checkpoint."""
+    path = tmp_path_factory.mktemp("vae") / "tiny_vae.safetensors"
+    save_emo_checkpoint(EMOModel(tiny_config(**CLIP)), path, vae=tiny_vae())
+    return path
+
+
+def config(dataset, out, stage, **changes):
+    values = dict(stage=stage, data=[str(dataset)], output_dir=str(out), geometry="tiny", resolution=SIZE,
+                  batch_size=2 if stage == 1 else 1, lr=2e-3, max_steps=12, save_every=6, log_every=1,
+                  noise_offset=0.05, min_snr_gamma=5.0, reference_dropout=0.1, audio_dropout=0.1, seed=0, **CLIP)
+    values.update(changes)
+    return TrainConfig.from_dict(values)
+
+
+def params(path):
+    return dict(load_emo_model(path).named_parameters())
+
+
+def fixed_draw_loss(checkpoint, cfg, vae, draws=6):
+    """Loss of a model on the same draws (clips, frames, timesteps, noise) whatever the model."""
+    model = load_emo_model(checkpoint).train()
+    e = cfg.emo_config()
+    data = TrainData(cfg.data, stage=cfg.stage, resolution=cfg.resolution, frames=e.frames_per_clip,
+                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
+    objective, codec, total = Objective(e.noise), LatentCodec(vae), 0.0
+    with torch.no_grad():
+        for i in range(draws):
+            g = step_generator(1234, i, 0, 0)
+            inputs = model_inputs(data.sample(2, g), codec, objective, cfg, g, "cpu")
+            prediction = model(inputs.noisy, inputs.timesteps, **inputs.conditions)
+            total += objective.loss(prediction, inputs.target, inputs.timesteps).item()
+    return total / draws
+
+
+@pytest.fixture(scope="module")
+def stages(dataset, vae_checkpoint, tmp_path_factory):
+    """Stage 1 (from a saved fresh model whose VAE it uses) → stage 2 → stage 3, each from the last."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {0: vae_checkpoint}
+    for stage, steps in ((1, 24), (2, 12), (3, 12)):
+        cfg = config(dataset, root / f"stage{stage}", stage, init_checkpoint=str(out[stage - 1]), max_steps=steps,
+                     vae=None if stage == 1 else str(vae_checkpoint), save_vae=stage == 3)
+        out[stage] = train(cfg)
+    return out
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_each_stage_trains_exactly_its_groups(stages, stage):
+    before, after = params(stages[stage - 1]), params(stages[stage])
+    changed = {}
+    for name, value in after.items():
+        group = parameter_group(name)
+        same = torch.equal(before[name], value)
+        if group not in STAGE_GROUPS[stage]:
+            assert same, f"stage {stage} changed frozen parameter {name} ({group})"
+        changed.setdefault(group, []).append(not same)
+    for group in STAGE_GROUPS[stage]:
+        # Stage 1: the ReferenceNet layers after its last captured feature (conv_out, ...) get no gradient.
+        assert sum(changed[group]) / len(changed[group]) > (0.8 if group == "reference_net" else 0.99), group
+
+
+def test_loss_falls(stages, dataset, vae_checkpoint):
+    logged = [r["loss"] for r in LossLog(stages[1].parent / "loss.jsonl").read()]
+    assert len(logged) == 24
+    assert np.mean(logged[-4:]) < 0.6 * np.mean(logged[:4])
+    vae = load_checkpoint_vae(vae_checkpoint)
+    for stage in (2, 3):  # the new layers start as identities: compare on fixed draws
+        cfg = config(dataset, "unused", stage, reference_dropout=0.0, audio_dropout=0.0, motion_dropout=0.0)
+        assert fixed_draw_loss(stages[stage], cfg, vae) < fixed_draw_loss(stages[stage - 1], cfg, vae)
+
+
+def test_outputs_and_stored_schedule(stages):
+    out = stages[3].parent
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in checkpoints(out)] == ["step_000006", "step_000012"]
+    assert json.loads((out / "train_config.json").read_text())["stage"] == 3
+    config_used = TrainConfig.from_dict(json.loads((out / "train_config.json").read_text())).emo_config()
+    model = load_emo_model(stages[3])
+    assert model.config.noise == config_used.noise  # the schedule the loss used is the one inference reads
+    assert (model.config.frames_per_clip, model.config.motion_frames, model.config.fps) == (4, 2, FPS)
+    assert model.checkpoint_metadata["training_stage"] == "3"
+    resumable = load_emo_model(out / "checkpoints/step_000012/model.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(resumable.state_dict().values(), model.state_dict().values()))
+
+
+def test_trained_model_runs_in_the_pipeline_and_the_nodes(stages, tmp_path):
+    model, vae = load_emo_model(stages[3]), load_checkpoint_vae(stages[3])
+    encoder = WhisperAudioEncoder.from_ctranslate2(packaged_whisper_tiny_dir())
+    video = EMOPipeline(model, vae, encoder)(np.full((64, 64, 3), 128, np.uint8), torch.zeros(16000) + 0.01,
+                                             fps=6, height=64, width=64, settings=SamplerSettings(steps=2), speed=0.5)
+    assert video.frames.shape == (6, 64, 64, 3)
+
+    pack = sys.modules["emo_comfyui"]
+    (tmp_path / "models/emo").mkdir(parents=True)
+    shutil.copy(stages[3], tmp_path / "models/emo/trained.safetensors")
+    previous = pack.nodes.host.configure(models_dir=tmp_path / "models", device="cpu")
+    try:
+        loader = pack.NODE_CLASS_MAPPINGS["EMO_ModelLoader"]()
+        bundle = loader.load("trained.safetensors", "(none)", "(none)", "(from EMO checkpoint)", "fp32")[0]
+    finally:
+        pack.nodes.host.configure(**previous.__dict__)
+    assert bundle.model.config == model.config
+
+
+def test_killed_run_resumes_to_the_same_result(dataset, vae_checkpoint, tmp_path):
+    """From scratch, with gradient accumulation: killed after step 5 (last save at 3), resumed to 8."""
+    settings = dict(init_checkpoint=None, vae=str(vae_checkpoint), max_steps=8, save_every=3,
+                    gradient_accumulation_steps=2)
+    whole = train(config(dataset, tmp_path / "whole", 2, **settings))
+
+    def kill(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(dataset, tmp_path / "killed", 2, **settings), on_step=kill)
+    assert checkpoints(tmp_path / "killed")[-1].name == "step_000003"
+    with pytest.raises(ConfigError, match="--resume auto"):  # a fresh start must not mix with the old run
+        train(config(dataset, tmp_path / "killed", 2, **settings))
+    resumed = train(config(dataset, tmp_path / "killed", 2, **settings), resume="auto")
+
+    a, b = params(whole), params(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[(r["step"], r["loss"], r["lr"]) for r in LossLog(p.parent / "loss.jsonl").read()] for p in (whole, resumed)]
+    assert logs[0] == logs[1] and len(logs[0]) == 8
+
+
+def test_bad_datasets_stop_with_a_clear_message(dataset, vae_checkpoint, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="no index.json"):
+        train(config(empty, tmp_path / "out1", 1, vae=str(vae_checkpoint)))
+
+    write_index(empty, {"format": FORMAT, "options": {"fps": FPS}, "clips": [], "skipped": [], "videos": {}})
+    with pytest.raises(DatasetError, match="has no clips"):
+        train(config(empty, tmp_path / "out2", 1, vae=str(vae_checkpoint)))
+
+    (empty / "index.json").write_text("{not json")
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"stage": 1, "data": [str(empty)], "output_dir": str(tmp_path / "out3"),
+                                "vae": str(vae_checkpoint)}))
+    assert train_cli(["--config", str(path)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken)
+    (broken / "clips/clip0.safetensors").write_bytes(b"garbage")
+    (broken / "clips/clip1.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="corrupt"):
+        train(config(broken, tmp_path / "out4", 1, vae=str(vae_checkpoint)))
+
+
+def test_init_checkpoint_of_another_geometry_is_refused(dataset, vae_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="another geometry"):
+        train(config(dataset, tmp_path / "out", 2, geometry="sd15", init_checkpoint=str(vae_checkpoint)))
+
+
+def test_config_files_and_errors(tmp_path):
+    for path in sorted(ROOT.glob("configs/train/stage*_*.json")):
+        cfg = TrainConfig.from_file(path, ["max_steps=5", "output_dir=elsewhere"])
+        assert f"stage{cfg.stage}_" in path.name and cfg.max_steps == 5 and cfg.output_dir == "elsewhere"
+        assert cfg.geometry in path.stem
+    assert len(list(ROOT.glob("configs/train/stage*_*.json"))) == 6
+    base = {"stage": 2, "data": ["d"], "output_dir": "o"}
+    for bad, message in (({"stage": 4}, "stage"), ({"lr_rate": 1}, "unknown"), ({"mixed_precision": "fp8"}, "mixed"),
+                         ({"trainable": ["audio", "eyes"]}, "trainable"), ({"noise": {"prediction_type": "x0"}}, "prediction"),
+                         ({"geometry": "sdxl"}, "geometry")):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig.from_dict({**base, **bad})
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    model = awake(EMOModel(tiny_config(**CLIP))).train()
+    g = torch.Generator().manual_seed(0)
+    inputs = dict(reference_latents=torch.randn(1, 4, 8, 8, generator=g),
+                  motion_latents=torch.randn(1, 2, 4, 8, 8, generator=g),
+                  audio_windows=torch.randn(1, 4, 5, 5, 384, generator=g), speed=torch.rand(1, 6, generator=g),
+                  face_mask=torch.ones(1, 1, 64, 64))
+    noisy = torch.randn(1, 4, 4, 8, 8, generator=g)
+
+    def run():
+        model.zero_grad()
+        loss = model(noisy, torch.tensor([500]), **inputs).pow(2).mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain = run()
+    for unet in (model.backbone, model.reference_net):
+        unet.enable_gradient_checkpointing()
+    loss, grads = run()
+    assert torch.allclose(loss, plain_loss, atol=1e-6)
+    assert grads.keys() == plain.keys() and len(grads) > 500
+    assert all(torch.allclose(grads[k], plain[k], atol=1e-5, rtol=1e-4) for k in grads)
+
+
+def test_bf16_and_gradient_checkpointing_run_on_cpu(dataset, vae_checkpoint, tmp_path):
+    # accelerate fixes the precision once per process (a real run is one process); reset it around this test.
+    AcceleratorState._reset_state()
+    try:
+        final = train(config(dataset, tmp_path / "bf16", 2, vae=str(vae_checkpoint), max_steps=1,
+                             mixed_precision="bf16", gradient_checkpointing=True))
+    finally:
+        AcceleratorState._reset_state()
+    assert np.isfinite(LossLog(final.parent / "loss.jsonl").read()[0]["loss"])
+    assert load_emo_model(final).dtype == torch.float32  # master weights stay fp32
