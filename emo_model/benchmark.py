@@ -122,10 +122,10 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one length, JSON out
     args = p.parse_args(argv)
-    torch.set_grad_enabled(False)
     if args.one:
         args.seconds = args.seconds[0]
-        print(json.dumps(measure(args)))
+        with torch.no_grad():  # scoped: main() is also called in-process (tests), never leak the mode
+            print(json.dumps(measure(args)))
         return
     rows = []
     for seconds in args.seconds:  # a fresh process per length, so peak memory compares

@@ -52,6 +52,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * min(1.0, (step + 1) / config.lr_warmup_steps)
 
 
+@torch.enable_grad()  # whatever mode the caller is in (e.g. a host that runs everything under no_grad)
 def train(config: TrainConfig, *, resume: str | None = None,
           on_step: Callable[[int, float], None] | None = None) -> Path:
     """Train one stage; returns OUT/emo.safetensors. `resume`: None (fresh run), "auto" (newest
