@@ -11,16 +11,17 @@ from .video import EMO_VideoCombine
 
 host.register_model_folders()
 
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
-    "EMO_ModelLoader": "EMO Model Loader",
-    "EMO_AudioEncoderLoader": "EMO Audio Encoder Loader",
-    "EMO_LoraLoader": "EMO LoRA",
-    "EMO_LoadAudio": "EMO Load Audio",
-    "EMO_AudioEncode": "EMO Audio Encode",
-    "EMO_FaceMask": "EMO Face Mask",
-    "EMO_ReferenceNet": "EMO ReferenceNet",
-    "EMO_MotionFrames": "EMO Motion Frames",
-    "EMO_Sampler": "EMO Sampler",
-    "EMO_VideoCombine": "EMO Video Combine",
-}
-NODE_CLASS_MAPPINGS: dict[str, type] = {name: globals()[name] for name in NODE_DISPLAY_NAME_MAPPINGS}
+_NODES = (
+    (EMO_ModelLoader, "EMO Model Loader"),
+    (EMO_AudioEncoderLoader, "EMO Audio Encoder Loader"),
+    (EMO_LoraLoader, "EMO LoRA"),
+    (EMO_LoadAudio, "EMO Load Audio"),
+    (EMO_AudioEncode, "EMO Audio Encode"),
+    (EMO_FaceMask, "EMO Face Mask"),
+    (EMO_ReferenceNet, "EMO ReferenceNet"),
+    (EMO_MotionFrames, "EMO Motion Frames"),
+    (EMO_Sampler, "EMO Sampler"),
+    (EMO_VideoCombine, "EMO Video Combine"),
+)
+NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls, _ in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {cls.__name__: name for cls, name in _NODES}
