@@ -42,8 +42,7 @@ def get(url, timeout=5):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from emo_model.checkpoint import save_emo_checkpoint
-    from helpers import tiny_model, tiny_vae
-    from test_workflows import write_speech
+    from helpers import tiny_model, tiny_vae, write_wav
     base = tmp_path_factory.mktemp("comfyui")
     (base / "models/emo").mkdir(parents=True)
     (base / "custom_nodes").mkdir()
@@ -62,7 +61,7 @@ def server(tmp_path_factory):
     from PIL import Image
     from skimage.data import astronaut
     Image.fromarray(astronaut()).save(base / "input/emo_portrait.png")
-    write_speech(base / "input/emo_speech.wav", 1.0)
+    write_wav(base / "input/emo_speech.wav", 1.0)
     (base / "extra_model_paths.yaml").write_text(
         f"emo_test:\n  base_path: {base}\n  emo: models/emo/\n  vae: models/vae/\n  custom_nodes: custom_nodes/\n")
     port = free_port()

@@ -1,9 +1,7 @@
 """Every EMO node, called as ComfyUI calls it (outside ComfyUI), on a tiny model saved to a models folder."""
 import logging
 import sys
-import wave
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -14,7 +12,7 @@ from emo_model.errors import AudioError, InputError, WeightsError
 from emo_model.pipeline import EMOPipeline
 from emo_model.sampler import SamplerSettings
 from emo_model.video import probe_video, read_video
-from helpers import tiny_model, tiny_vae
+from helpers import tiny_model, tiny_vae, write_wav
 
 PACK = sys.modules["emo_comfyui"]
 NODES = PACK.NODE_CLASS_MAPPINGS
@@ -24,17 +22,6 @@ SIZE = 64
 
 def node(name):
     return NODES[name]()
-
-
-def write_wav(path, seconds, rate=16000, channels=1, freq=220.0):
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
-    data = np.repeat(tone[:, None], channels, axis=1)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(channels)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((data * 32767).astype(np.int16).tobytes())
 
 
 @pytest.fixture(scope="module")

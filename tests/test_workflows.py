@@ -4,17 +4,15 @@ import json
 import shutil
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 from safetensors.torch import save_file
 
 import torch
 from emo_model.checkpoint import save_emo_checkpoint
 from emo_model.video import probe_video, read_video
-from helpers import tiny_model, tiny_vae
+from helpers import tiny_model, tiny_vae, write_wav
 
 PACK = sys.modules["emo_comfyui"]
 importlib.import_module("emo_comfyui.headless.cli")  # not imported by the pack itself: runner only
@@ -34,16 +32,6 @@ def tiny_sampler(*ids):
     for i in ids:
         args += ["--set", f"{i}.steps=2", "--set", f"{i}.frames_per_clip=4", "--set", f"{i}.motion_frame_count=2"]
     return args
-
-
-def write_speech(path, seconds, rate=16000):
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 200 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((tone * 32767).astype(np.int16).tobytes())
 
 
 def referenced(prompt, class_type, name):
@@ -72,7 +60,7 @@ def comfy_dirs(tmp_path_factory):
     for name in set().union(*(referenced(p, "LoadImage", "image") for p in prompts)):
         Image.fromarray(astronaut()).save(root / "input" / name)
     for name in set().union(*(referenced(p, "EMO_LoadAudio", "audio") for p in prompts)):
-        write_speech(root / "input" / name, 1.0)
+        write_wav(root / "input" / name, 1.0)
     previous = host.configure(models_dir=root / "models", input_dir=root / "input", output_dir=root / "output")
     yield root
     host.configure(**previous.__dict__)
@@ -184,7 +172,7 @@ def test_runner_errors_are_clear_and_leave_nothing_behind(comfy_dirs, tmp_path, 
 def test_runner_script_loads_the_pack_from_any_folder(comfy_dirs, tmp_path):
     """`python run_workflow.py` from elsewhere: the pack imports as a package, never via sys.path."""
     speech = tmp_path / "my speech.wav"
-    write_speech(speech, 0.5)
+    write_wav(speech, 0.5)
     out = tmp_path / "cli.mp4"
     run = subprocess.run([sys.executable, str(ROOT / "run_workflow.py"), str(ROOT / "workflows/api/emo_basic.json"),
                           "--audio", str(speech), "--output", str(out), "--models-dir", str(comfy_dirs / "models"),
