@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
 import time
 import urllib.error
 import urllib.parse
@@ -15,6 +14,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Callable
+
+from ..emo_model.atomic import write_bytes_atomic
 
 
 class ServerError(RuntimeError):
@@ -80,13 +81,7 @@ class ComfyClient:
     def download(self, item: dict, target: Path) -> Path:
         """Fetch one output file (an entry of a node's ui output) to `target`, atomically."""
         query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
-        data = self._request(f"/view?{query}")
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_bytes_atomic(target, self._request(f"/view?{query}"))
         return target
 
 

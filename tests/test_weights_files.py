@@ -211,3 +211,17 @@ def test_strict_loader_checks_meta_state_against_meta_module():
     assert all(v.is_meta for v in net.state_dict().values())
     with pytest.raises(WeightsError, match="proj.weight: file"):
         load_state_dict_strict(net, {**state, "proj.weight": torch.empty(1, device="meta")}, source="m", what="net")
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one_never_a_part(tmp_path):
+    import pytest
+    from emo_model.atomic import atomic_path, write_text_atomic
+    target = tmp_path / "index.json"
+    write_text_atomic(target, "old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["index.json"]
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["index.json"]

@@ -6,8 +6,6 @@ a clip's .safetensors is written after its .mp4, so its presence alone means "th
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import av
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..atomic import write_text_atomic
 from ..errors import EMOError
 from ..video import write_video
 from ..weights.files import write_safetensors
@@ -50,14 +49,7 @@ def write_clip(root: Path, clip_id: str, frames: np.ndarray, fps: float, tensors
 
 
 def write_index(root: Path, index: dict) -> None:
-    path = root / INDEX
-    tmp = root / f".{INDEX}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(root / INDEX, json.dumps(index, indent=1))
 
 
 def read_index(root: Path) -> dict | None:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import write_text_atomic
 from ..audio import AudioEncoder, load_audio, load_audio_encoder, packaged_whisper_tiny_dir
 from ..data.dataset import CLIPS, FORMAT, DatasetError, clip_done, read_index, write_clip, write_index
 from ..data.progress import Progress
@@ -69,16 +68,6 @@ def _voices(voices) -> list[tuple[str, str]]:
 
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-def _atomic_json(path: Path, data) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class _Speech:
@@ -201,7 +190,8 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
                 entries.append({"id": clip_id, "source": source, "start_seconds": 0.0, "num_frames": num_frames,
                                 "seconds": num_frames / fps})
             write_index(root, {"format": FORMAT, "options": options, "clips": entries, "skipped": [], "videos": {}})
-            _atomic_json(record_path, {"format": "emo-synthetic/1", "split": split, "clips": records})
+            write_text_atomic(record_path, json.dumps({"format": "emo-synthetic/1", "split": split,
+                                                       "clips": records}, indent=1))
             bar.finish(sum(len(v) for v in report.clips.values()) + len(entries))
         report.clips[split] = entries
     bar.close()

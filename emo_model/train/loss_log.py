@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from ..atomic import atomic_path, write_text_atomic
 
 
 class LossLog:
@@ -33,9 +34,7 @@ class LossLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def _rewrite(self, records: list[dict]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def plot_losses(records: list[dict], path, size: tuple[int, int] = (800, 450)) -> None:
@@ -69,7 +68,5 @@ def plot_losses(records: list[dict], path, size: tuple[int, int] = (800, 450)) -
         draw.text((left, height - bottom + 8), f"step {x0}", fill="black")
         draw.text((width - right - 90, height - bottom + 8), f"step {max(steps)}", fill="black")
     draw.text((left + 10, top + 5), "training loss" + (" (log scale)" if points and use_log else ""), fill="black")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

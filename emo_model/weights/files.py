@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -11,6 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path
 from ..errors import WeightsError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -131,18 +131,12 @@ def write_safetensors(
         seen.add(tensor.untyped_storage().data_ptr())
         tensors[key] = tensor
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so os.replace is a rename and a reader sees the old file or the whole new one.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "xb"):
             mode = os.stat(tmp).st_mode & 0o777  # what the user's umask gives a new file
         save_file(tensors, tmp, metadata=metadata)
         # Recent safetensors write through their own 0600 temp file; give the file the usual mode.
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_state_dict_strict(
