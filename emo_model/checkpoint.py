@@ -31,6 +31,7 @@ from .weights.animatediff import load_motion_state_dict
 from .weights.sd15 import load_unet_state_dict
 
 FORMAT = "emo-comfyui/1"
+VAE_FORMAT = "emo-vae/1"  # a standalone VAE file in the embedded layout
 VAE_PREFIX = "vae."
 _EMO_ADDITIONS = (".audio_attn.", ".audio_norm.", ".speed_attn.", ".speed_norm.", ".ref_attn.", ".ref_norm.")
 
@@ -55,20 +56,62 @@ def save_emo_checkpoint(model: EMOModel, path, *, parts=PARTS, metadata: dict[st
     meta = {"format": FORMAT, "emo_config": model.config.to_json(), **(metadata or {})}
     if vae is not None:
         state.update({f"{VAE_PREFIX}{k}": v for k, v in vae.state_dict().items()})
-        meta["vae_config"] = json.dumps(dict(vae.config))
+        meta["vae_config"] = vae_config_json(vae)
     files.write_safetensors(state, path, metadata=meta)
 
 
+def vae_config_json(vae: AutoencoderKL) -> str:
+    """The VAE's config without diffusers' private keys: `_use_default_values` would make `from_config`
+    reset every field it lists (scaling_factor among them) to the class default on loading."""
+    return json.dumps({k: v for k, v in dict(vae.config).items() if not k.startswith("_")})
+
+
+def save_vae_file(vae: AutoencoderKL, path, metadata: dict[str, str] | None = None) -> None:
+    """A standalone VAE in the embedded layout (`vae.*` + `vae_config`): what `load_checkpoint_vae`
+    and the trainer's `vae` setting read (small demo VAEs are trained by `emo_model.train.vae`)."""
+    state = {f"{VAE_PREFIX}{k}": v for k, v in vae.state_dict().items()}
+    files.write_safetensors(state, path, metadata={"format": VAE_FORMAT, "vae_config": vae_config_json(vae),
+                                                   **(metadata or {})})
+
+
+def _metadata(path) -> dict[str, str] | None:
+    """A .safetensors file's metadata; None for anything else or an unreadable file (its loader reports it)."""
+    path = Path(path)
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return None
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception:
+        return None
+
+
+def holds_embedded_vae(path) -> bool:
+    """An EMO checkpoint with its VAE, or a file written by `save_vae_file`."""
+    return "vae_config" in (_metadata(path) or {})
+
+
+def is_emo_checkpoint(path) -> bool:
+    return (_metadata(path) or {}).get("format") == FORMAT
+
+
 def load_checkpoint_vae(path, *, dtype: torch.dtype = torch.float32, device="cpu") -> AutoencoderKL | None:
-    """The VAE stored in an EMO checkpoint, or None when it holds none."""
-    _, state, metadata = read_emo_checkpoint(path)
+    """The VAE stored in an EMO checkpoint (None when it holds none) or in a `save_vae_file` file."""
+    path = Path(path)
+    with safe_open(os.fspath(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") == VAE_FORMAT:
+        state = files.read_state_dict(path, what="VAE")
+    else:
+        _, state, metadata = read_emo_checkpoint(path)
     vae_state = {k[len(VAE_PREFIX):]: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
     if not vae_state:
         return None
     if "vae_config" not in metadata:
         raise WeightsError(f"{path} holds VAE weights but no 'vae_config' metadata entry")
+    config = {k: v for k, v in json.loads(metadata["vae_config"]).items() if k != "_use_default_values"}
     with torch.device("meta"):
-        vae = AutoencoderKL.from_config(json.loads(metadata["vae_config"]))
+        vae = AutoencoderKL.from_config(config)
     files.load_state_dict_strict(vae, vae_state, source=path, what="VAE in the EMO checkpoint")
     vae = vae.to(device)
     return (vae if dtype == torch.float32 else vae.to(dtype)).eval()  # diffusers warns on any dtype cast

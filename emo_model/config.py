@@ -95,7 +95,8 @@ class EMOConfig:
     speed_window: int = 2
     speed_dim: int = 768
     speed_hidden: int = 512
-    # Face Locator conv widths (three stride-2 convs bring the mask to latent resolution).
+    # Face Locator conv widths: one stride-2 conv per width after the first brings the mask to latent
+    # resolution, so there are log2(vae_scale_factor) + 1 of them.
     face_locator_channels: tuple[int, ...] = (16, 32, 96, 256)
     # "concat": ReferenceNet tokens join the keys/values of the backbone self-attention (attn1).
     # "cross": a separate zero-initialised reference cross-attention after attn1.
@@ -103,11 +104,15 @@ class EMOConfig:
     frames_per_clip: int = 12
     motion_frames: int = 4
     fps: float = 30.0
-    vae_scale_factor: int = 8
+    vae_scale_factor: int = 8  # pixels per latent pixel (SD's VAE: 8)
     latent_scaling: float = 0.18215
     noise: NoiseSchedule = field(default_factory=NoiseSchedule)
 
     def __post_init__(self):
+        if 2 ** (len(self.face_locator_channels) - 1) != self.vae_scale_factor:
+            raise ValueError(f"face_locator_channels {self.face_locator_channels} down-sample by "
+                             f"{2 ** (len(self.face_locator_channels) - 1)}, the VAE by {self.vae_scale_factor}: "
+                             "give log2(vae_scale_factor) + 1 widths")
         if self.reference_attention not in ("concat", "cross"):
             raise ValueError(f"reference_attention must be 'concat' or 'cross', got {self.reference_attention!r}")
         if self.motion_frames + self.frames_per_clip > self.unet.motion_max_frames:

@@ -16,7 +16,7 @@ from .errors import AudioError, InputError
 from .image import prepare_image, prepare_mask
 from .model import EMOModel
 from .sampler import ClipResult, SamplerSettings, StepInfo, sample_clips
-from .vae import LatentCodec
+from .vae import LatentCodec, vae_scale_factor
 
 
 @dataclass
@@ -34,6 +34,9 @@ class EMOPipeline:
         self.codec = LatentCodec(vae, chunk=vae_chunk)
         self.audio_encoder = audio_encoder
         c = model.config
+        if vae_scale_factor(vae) != c.vae_scale_factor:
+            raise InputError(f"this EMO model works on latents {c.vae_scale_factor}x smaller than the image, but the VAE "
+                             f"down-samples {vae_scale_factor(vae)}x: use the VAE the model was trained with")
         if (audio_encoder.num_layers, audio_encoder.hidden_size) != (c.audio_layers, c.audio_dim):
             raise InputError(
                 f"this EMO model expects audio features of {c.audio_layers} layers x {c.audio_dim} "

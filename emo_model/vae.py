@@ -4,6 +4,11 @@ from __future__ import annotations
 import torch
 
 
+def vae_scale_factor(vae) -> int:
+    """Pixels per latent pixel of an AutoencoderKL (SD: 8): one down-sampling per block after the first."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 class LatentCodec:
     def __init__(self, vae, scaling_factor: float | None = None, chunk: int = 4):
         self.vae = vae

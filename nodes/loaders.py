@@ -9,6 +9,7 @@ from ..emo_model.audio import load_audio_encoder, packaged_whisper_tiny_dir
 from ..emo_model.checkpoint import load_checkpoint_vae, load_emo_model
 from ..emo_model.errors import WeightsError
 from ..emo_model.lora import load_lora, merged_lora
+from ..emo_model.vae import vae_scale_factor
 from ..emo_model.weights.sd15 import load_vae
 from . import host
 from .bundle import EMO_AUDIO_ENCODER, EMO_MODEL, AudioEncoderBundle, EMOBundle
@@ -18,11 +19,16 @@ log = logging.getLogger("emo")
 NONE = "(none)"
 FROM_CHECKPOINT = "(from EMO checkpoint)"
 PACKAGED_WHISPER = "whisper-tiny.en (packaged)"
+DEMO_CHECKPOINT = "emo-demo.safetensors"  # bundled in <pack>/models/emo: the default choice
 PRECISIONS = {"auto": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def _precision(name: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[name] or host.auto_dtype(device)
+
+
+def _demo_first(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda name: name != DEMO_CHECKPOINT)  # stable: the rest stay sorted
 
 
 def _vae_dtype(model_dtype: torch.dtype) -> torch.dtype:
@@ -43,7 +49,7 @@ class EMO_ModelLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "emo_checkpoint": (host.list_models("emo"), {
+            "emo_checkpoint": (_demo_first(host.list_models("emo")), {
                 "tooltip": "EMO weights (.safetensors in models/emo). The bundled demo model is listed first."}),
             "base_unet": ([NONE] + host.list_models("checkpoints"), {
                 "tooltip": "SD1.5 checkpoint (models/checkpoints) for the ReferenceNet/Backbone weights the EMO "
@@ -67,6 +73,10 @@ class EMO_ModelLoader:
         motion = None if motion_module == NONE else host.model_path("animatediff_models", motion_module)
         model = load_emo_model(path, base_unet=base, motion_module=motion, dtype=dtype, device=device)
         vae_model = self._vae(vae, path, base, _vae_dtype(dtype), device)
+        if vae_scale_factor(vae_model) != model.config.vae_scale_factor:
+            raise WeightsError(f"{emo_checkpoint} works on latents {model.config.vae_scale_factor}x smaller than the "
+                               f"image but the VAE '{vae}' down-samples {vae_scale_factor(vae_model)}x: choose "
+                               f"'{FROM_CHECKPOINT}' or the VAE the model was trained with.")
         patchers = tuple(p for p in (host.wrap_model(model), host.wrap_model(vae_model)) if p is not None)
         return (EMOBundle(model, vae_model, emo_checkpoint, patchers),)
 

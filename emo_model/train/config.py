@@ -24,6 +24,19 @@ class ConfigError(EMOError, ValueError):
     """A training config file is missing, unreadable or has invalid values."""
 
 
+def apply_overrides(raw: dict, overrides) -> dict:
+    """`--set key=value` items applied to a config dict (VALUE is JSON, else a plain string)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            raw[key.strip()] = json.loads(value)
+        except ValueError:
+            raw[key.strip()] = value
+    return raw
+
+
 @dataclass
 class TrainConfig:
     stage: int
@@ -79,15 +92,7 @@ class TrainConfig:
             raise ConfigError(f"training config {path} is not valid JSON: {e}") from e
         if not isinstance(raw, dict):
             raise ConfigError(f"training config {path} must hold a JSON object")
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
-            try:
-                raw[key.strip()] = json.loads(value)
-            except ValueError:
-                raw[key.strip()] = value
-        return cls.from_dict(raw)
+        return cls.from_dict(apply_overrides(raw, overrides))
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":

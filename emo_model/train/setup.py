@@ -13,13 +13,10 @@ Backbone forward per frame, so pre-encoding would be the next optimisation).
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from ..checkpoint import FORMAT, build_model, load_checkpoint_vae, load_emo_model, load_motion_module
+from ..checkpoint import build_model, holds_embedded_vae, is_emo_checkpoint, load_checkpoint_vae, load_emo_model, load_motion_module
 from ..config import EMOConfig
 from ..model import EMOModel
 from ..weights.animatediff import load_motion_state_dict
@@ -56,25 +53,15 @@ def load_training_vae(config: TrainConfig, device):
     path = config.vae or config.init_checkpoint
     if path is None:
         raise ConfigError("the config needs `vae`: an SD1.5 VAE (folder or file), or an EMO checkpoint holding one")
-    if _is_emo_checkpoint(path):
+    if holds_embedded_vae(path):
         vae = load_checkpoint_vae(path, device=device)
-        if vae is None:
-            raise ConfigError(f"{path} is an EMO checkpoint without a VAE; set `vae` to an SD1.5 VAE")
+    elif is_emo_checkpoint(path):
+        raise ConfigError(f"{path} is an EMO checkpoint without a VAE; set `vae` to an SD1.5 VAE or a VAE file "
+                          "from `python -m emo_model.train.vae`")
     else:
         vae = load_vae(path, device=device)
     vae.requires_grad_(False)
     return vae
-
-
-def _is_emo_checkpoint(path) -> bool:
-    path = Path(path)
-    if not (path.is_file() and path.suffix == ".safetensors"):
-        return False
-    try:
-        with safe_open(os.fspath(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
-    except Exception:  # unreadable: let the VAE loader report it with its own message
-        return False
 
 
 def own_storage(model: torch.nn.Module) -> torch.nn.Module:

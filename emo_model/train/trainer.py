@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from ..checkpoint import load_emo_model, save_emo_checkpoint
-from ..vae import LatentCodec
+from ..vae import LatentCodec, vae_scale_factor
 from . import state as ckpt
 from .config import ConfigError, TrainConfig
 from .data import Batch, TrainData
@@ -99,6 +99,9 @@ def train(config: TrainConfig, *, resume: str | None = None,
 
     # fp32 whatever the mixed precision: SD's VAE overflows in fp16, and the saved copy stays exact.
     vae = load_training_vae(config, accelerator.device)
+    if vae_scale_factor(vae) != emo_config.vae_scale_factor:
+        raise ConfigError(f"the VAE down-samples {vae_scale_factor(vae)}x but the geometry's vae_scale_factor is "
+                          f"{emo_config.vae_scale_factor}: set geometry.vae_scale_factor (and face_locator_channels)")
     codec = LatentCodec(vae)
     objective = Objective(emo_config.noise, config.noise_offset, config.min_snr_gamma)
     losses = LossLog(out / "loss.jsonl")
@@ -150,7 +153,8 @@ def train(config: TrainConfig, *, resume: str | None = None,
     final = out / FINAL
     if accelerator.is_main_process:
         save_emo_checkpoint(accelerator.unwrap_model(model), final, vae=vae if config.save_vae else None,
-                            metadata={"training_stage": str(config.stage), "training_steps": str(step)})
+                            metadata={"training_stage": str(config.stage), "training_steps": str(step),
+                                      "training_resolution": str(config.resolution)})
         plot_losses(losses.read(), out / "loss.png")
     accelerator.wait_for_everyone()
     accelerator.end_training()

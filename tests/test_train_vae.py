@@ -1,0 +1,83 @@
+"""The small-VAE trainer (python -m emo_model.train.vae): it learns, its file feeds the EMO trainer,
+decoder-only fine-tuning leaves the latents untouched, and bad configs are refused."""
+import json
+
+import pytest
+import torch
+
+from emo_model.checkpoint import load_checkpoint_vae
+from emo_model.train import TrainConfig, train
+from emo_model.train.config import ConfigError
+from emo_model.train.vae import VAETrainConfig, load_frames, main, reconstruction_psnr
+from emo_model.vae import LatentCodec, vae_scale_factor
+from test_train import make_dataset
+
+BASE = {"resolution": 64, "block_out_channels": [8, 16, 16], "norm_num_groups": 8, "batch_size": 4,
+        "lr": 2e-3, "lr_warmup_steps": 5, "log_every": 5, "seed": 0}
+
+
+def _config(tmp_path, dataset, name, **changes):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"data": [str(dataset)], "output_dir": str(tmp_path / name), **BASE, **changes}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("vae_data"))
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vae_runs")
+    assert main(["--config", str(_config(tmp, dataset, "vae", max_steps=60))]) == 0
+    return tmp
+
+
+def test_vae_learns_and_records_its_scaling(trained, dataset):
+    vae = load_checkpoint_vae(trained / "vae/vae.safetensors")
+    assert vae_scale_factor(vae) == 4
+    losses = [json.loads(line)["loss"] for line in (trained / "vae/loss.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.5 * losses[0]
+    frames = load_frames([str(dataset)], 64)
+    latents = LatentCodec(vae).encode(frames[:16].float() / 255)
+    assert 0.5 < float(latents.std()) < 2.0  # scaling_factor = 1 / std of the training latents
+    assert (trained / "vae/loss.png").is_file()
+
+
+def test_decoder_only_fine_tuning_keeps_latents_and_improves_the_decoder(trained, dataset, tmp_path):
+    start = trained / "vae/vae.safetensors"
+    assert main(["--config", str(_config(tmp_path, dataset, "dec", max_steps=40, lr=5e-4, init_vae=str(start),
+                                          decoder_only=True))]) == 0
+    before, after = load_checkpoint_vae(start), load_checkpoint_vae(tmp_path / "dec/vae.safetensors")
+    frames = load_frames([str(dataset)], 64)[:16]
+    pixels = frames.float() / 255
+    assert torch.equal(LatentCodec(before).encode(pixels), LatentCodec(after).encode(pixels))
+    assert before.config.scaling_factor == after.config.scaling_factor
+    assert not torch.equal(before.decoder.conv_out.weight, after.decoder.conv_out.weight)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "dec/loss.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+    assert reconstruction_psnr(after, frames) > reconstruction_psnr(before, frames) - 1.0
+
+
+def test_vae_file_trains_an_emo_stage_at_its_own_scale_factor(trained, dataset, tmp_path):
+    geometry = {"unet": {"block_out_channels": [32, 64], "attention_levels": [True, False], "layers_per_block": 1,
+                         "heads": 2, "cross_attention_dim": 32, "norm_num_groups": 8, "motion_heads": 2,
+                         "motion_max_frames": 24},
+                "audio_tokens": 4, "audio_token_dim": 32, "audio_hidden": 64, "speed_dim": 32, "speed_hidden": 32,
+                "face_locator_channels": [8, 16, 16], "vae_scale_factor": 4}
+    values = dict(stage=1, data=[str(dataset)], output_dir=str(tmp_path / "s1"), geometry=geometry, resolution=64,
+                  vae=str(trained / "vae/vae.safetensors"), save_vae=True, batch_size=2, max_steps=2, save_every=2)
+    final = train(TrainConfig.from_dict(values))
+    assert vae_scale_factor(load_checkpoint_vae(final)) == 4
+    with pytest.raises(ConfigError, match="vae_scale_factor"):
+        train(TrainConfig.from_dict({**values, "geometry": "tiny", "output_dir": str(tmp_path / "s1b")}))
+
+
+def test_bad_vae_configs_are_refused(tmp_path, dataset):
+    with pytest.raises(ConfigError, match="init_vae"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "a", decoder_only=True))
+    with pytest.raises(ConfigError, match="only the keys"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "b", colour="red"))
+    with pytest.raises(ConfigError, match="norm_num_groups"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "c", block_out_channels=[8, 12, 16]))
