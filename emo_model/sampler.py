@@ -30,6 +30,8 @@ class SamplerSettings:
     seed: int = 0
     frames_per_clip: int | None = None  # None: the model's f
     motion_frames: int | None = None    # None: the model's n
+    # False: every clip starts from zero motion maps, as the first one does (the benchmark's ablation)
+    reuse_motion: bool = True
     schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing
 
     def validate(self):
@@ -169,6 +171,6 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
                 callback(StepInfo(clip, num_clips, step, len(scheduler.timesteps), latents))
 
         keep = min(f, num_frames - start)
-        if n:
+        if n and settings.reuse_motion:
             previous = latents[:, :keep][:, -n:]
         yield ClipResult(clip, decode(latents[0, :keep]), latents[0, :keep].float().cpu())

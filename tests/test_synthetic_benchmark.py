@@ -1,0 +1,112 @@
+"""The synthetic benchmark: its measurements checked on ground-truth renders, and the whole command
+on a tiny checkpoint (values are meaningless there; the table, the runs and the errors are real)."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emo_model.audio import load_audio_encoder, packaged_whisper_tiny_dir
+from emo_model.checkpoint import save_emo_checkpoint
+from emo_model.errors import InputError
+from emo_model.synthetic import identity_from_seed, render_face
+from emo_model.synthetic.benchmark import format_table, main, run_benchmark
+from emo_model.synthetic.generate import generate_dataset
+from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
+from emo_model.synthetic.render import face_geometry
+from helpers import tiny_model, tiny_vae
+
+SIZE = 64
+
+
+def _draw(identity, **kw):
+    """Rendered at 128² and resized to 64² as the trainer does."""
+    frame = torch.from_numpy(np.array(render_face(identity, 128, **kw)[0])).permute(2, 0, 1)[None].float()
+    small = F.interpolate(frame, size=(SIZE, SIZE), mode="bilinear", antialias=True)
+    return small.round().clamp(0, 255)[0].permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_mouth_and_roll_measurements_recover_the_rendered_truth(seed):
+    identity = identity_from_seed(seed)
+    geometry = face_geometry(identity, SIZE, 2.0, 0.01, 0.0)
+    openings = np.linspace(0, 1, 6)
+    frames = np.stack([_draw(identity, mouth_open=o, roll_deg=2.0, dx=0.01) for o in openings])
+    measured = mouth_opening(frames, geometry.mouth_box)
+    assert measured[0] == 0 and np.all(np.diff(measured[1:]) > 0)  # the faintest opening may not show at 64²
+    reference = _draw(identity, roll_deg=2.0, dx=0.01)
+    rolls = np.array([2.0, 3.0, 5.0, 8.0, -4.0, 14.0])
+    frames = np.stack([_draw(identity, mouth_open=0.4, roll_deg=r, dx=0.01) for r in rolls])
+    x0, y0, x1, y1 = geometry.face_box
+    found = head_roll(frames, reference, geometry.centre, (x0 - 3, y0 - 3, x1 + 3, y1 + 1)) + 2.0
+    assert np.all(np.diff(found[:4]) > 0) and found[4] < 0 < found[5]
+    assert np.abs(found - rolls).max() < 0.2 * np.abs(rolls).max()  # rotation of the rest of the frame biases it low
+
+
+def test_head_speed_orders_constant_speed_renders():
+    identity = identity_from_seed(5)
+    geometry = face_geometry(identity, SIZE)
+    reference = _draw(identity)
+    x0, y0, x1, y1 = geometry.face_box
+    speeds = []
+    for speed in (0.0, 0.4, 0.8):
+        frames = np.stack([_draw(identity, roll_deg=speed * t) for t in range(16)])
+        speeds.append(head_speed(head_roll(frames, reference, geometry.centre, (x0 - 3, y0 - 3, x1 + 3, y1 + 1))))
+    assert speeds[0] < 0.05 and speeds[0] < speeds[1] < speeds[2]
+    with pytest.raises(ValueError, match="more than"):
+        head_speed(np.zeros(4))
+
+
+def test_frame_change_psnr_and_ssim():
+    frames = np.zeros((8, 8, 8, 3), np.uint8)
+    frames[4:] = 40  # a jump at the clip boundary (clips of 4), nothing within clips
+    frames[1::4] += 2
+    across, within = frame_changes(frames, 4)
+    assert across > 30 and within < 3
+    assert psnr(frames, frames) > 90 and ssim(frames, frames) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="boundary"):
+        frame_changes(frames[:3], 4)
+
+
+@pytest.fixture(scope="module")
+def eval_split(tmp_path_factory):
+    if shutil.which("espeak-ng") is None or packaged_whisper_tiny_dir() is None:
+        pytest.skip("needs espeak-ng and the packaged Whisper tiny.en")
+    out = tmp_path_factory.mktemp("bench")
+    generate_dataset(out, identities=1, clips_per_identity=1, seconds=1.0, resolution=64, holdout_identities=1,
+                     voices=["en-us"], encoder=load_audio_encoder(packaged_whisper_tiny_dir()))
+    return out / "eval"
+
+
+def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_path, capsys):
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_emo_checkpoint(tiny_model(fps=25.0), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
+    result = run_benchmark(checkpoint, eval_split, clips=1, seconds=0.64, steps=2, speeds=(0.0, 1.0),
+                           speed_clips=1, log=lambda m: None)
+    rows = result["rows"]
+    assert set(rows) == {"ground truth renders", "VAE reconstruction (ceiling)", "EMO (full)", "no audio",
+                         "no motion frames", "no speed layers"}
+    assert rows["ground truth renders"]["lip_sync"] > 0.8  # the measurement itself works on the truth
+    assert rows["ground truth renders"]["speed_monotonic"]
+    for row in ("EMO (full)", "no audio", "no motion frames"):
+        assert {"lip_sync", "psnr", "ssim", "continuity"} <= set(rows[row])
+    assert result["seconds_per_frame"] > 0 and result["peak_memory_mb"] > 0
+    table = format_table(result)
+    assert all(f"| {row} |" in table for row in rows) and "Identity gap to the ceiling" in table
+    json_out = tmp_path / "result.json"
+    assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
+                 "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--json", str(json_out)]) == 0
+    assert "| EMO (full) |" in capsys.readouterr().out and json_out.is_file()
+
+
+def test_benchmark_errors_are_clear(eval_split, tmp_path):
+    checkpoint = tmp_path / "novae.safetensors"
+    save_emo_checkpoint(tiny_model(), checkpoint, metadata={"training_resolution": "64"})
+    with pytest.raises(InputError, match="holds no VAE"):
+        run_benchmark(checkpoint, eval_split, log=lambda m: None)
+    save_emo_checkpoint(tiny_model(), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
+    with pytest.raises(InputError, match="not a synthetic split"):
+        run_benchmark(checkpoint, tmp_path, log=lambda m: None)
+    with pytest.raises(InputError, match="smaller --seconds"):
+        run_benchmark(checkpoint, eval_split, seconds=5.0, log=lambda m: None)
