@@ -159,7 +159,8 @@ def test_composition_workflow_applies_lora_and_upscales(comfy_dirs, tmp_path, ca
 def test_runner_errors_are_clear_and_leave_nothing_behind(comfy_dirs, tmp_path, capsys):
     out = tmp_path / "never.mp4"
     code, printed = _run([str(ROOT / "workflows/api/emo_basic.json"), "--output", str(out), "--models-dir",
-                          str(tmp_path / "empty_models"), "--input-dir", str(comfy_dirs / "input")], capsys)
+                          str(tmp_path / "empty_models"), "--input-dir", str(comfy_dirs / "input"),
+                          "--set", "1.emo_checkpoint=missing.safetensors"], capsys)
     assert code == 2 and "not one of the choices" in printed.err and "emo_checkpoint" in printed.err
     code, printed = _run([str(ROOT / "workflows/api/emo_basic.json"), "--output", str(out), "--set", "8.steps=0",
                           "--models-dir", str(comfy_dirs / "models"), "--input-dir", str(comfy_dirs / "input")], capsys)
