@@ -43,3 +43,45 @@ def write_wav(path, seconds, rate=16000, channels=1, freq=220.0):
         f.setsampwidth(2)
         f.setframerate(rate)
         f.writeframes((data * 32767).astype(np.int16).tobytes())
+
+
+def blob_clip(seed: int, size: int, frames: int, fps: float):
+    """Frames of a coloured blob whose horizontal position follows the clip's audio features, and the
+    clip's tensors in the prepared-dataset format."""
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(frames, 5, 384, generator=g)
+    drive = features[:, 0, :8].mean(1)
+    x = (size / 2 + 12 * torch.tanh(drive)).numpy()
+    yy, xx = np.mgrid[:size, :size]
+    colour = np.array([[220, 80, 60], [60, 160, 220]][seed % 2], dtype=np.float32)
+    images = []
+    for t in range(frames):
+        blob = np.exp(-((xx - x[t]) ** 2 + (yy - size / 2) ** 2) / (2 * 8.0 ** 2))[..., None]
+        images.append((40 + blob * (colour - 40)).astype(np.uint8))
+    speed = (torch.tensor(np.abs(np.diff(x, prepend=x[0])), dtype=torch.float32) / 4)
+    tensors = {
+        "face_boxes": torch.tensor([[16.0, 12.0, 48.0, 52.0]]).repeat(frames, 1),
+        "face_region": torch.tensor([16.0, 12.0, 48.0, 52.0]),
+        "rotation": torch.zeros(frames, 3),
+        "speed": speed,
+        "audio_features": features.half(),
+        "audio": torch.zeros(round(frames / fps * 16000)),
+    }
+    return np.stack(images), tensors
+
+
+def make_blob_dataset(root, size: int = 64, frames: int = 24, fps: float = 25.0):
+    """A two-clip prepared dataset (emo-dataset/1) of blob clips: what the trainers' tests learn from."""
+    from emo_model.data.dataset import FORMAT, write_clip, write_index
+    clips = []
+    for i in range(2):
+        images, tensors = blob_clip(i, size, frames, fps)
+        write_clip(root, f"clip{i}", images, fps, tensors,
+                   {"source": f"v{i}.mp4", "start_seconds": "0", "fps": str(fps), "num_frames": str(frames),
+                    "resolution": f"{size}x{size}", "audio_encoder": "whisper-tiny", "audio_layers": "5",
+                    "audio_dim": "384"})
+        clips.append({"id": f"clip{i}", "source": f"v{i}.mp4", "start_seconds": 0.0, "num_frames": frames,
+                      "seconds": frames / fps})
+    write_index(root, {"format": FORMAT, "options": {"fps": fps, "resolution": f"{size}x{size}"},
+                       "clips": clips, "skipped": [], "videos": {}})
+    return root

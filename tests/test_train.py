@@ -14,7 +14,7 @@ from accelerate.state import AcceleratorState
 from emo_model.audio import WhisperAudioEncoder, packaged_whisper_tiny_dir
 from emo_model.checkpoint import load_checkpoint_vae, load_emo_model, save_emo_checkpoint
 from emo_model.data import DatasetError
-from emo_model.data.dataset import FORMAT, write_clip, write_index
+from emo_model.data.dataset import FORMAT, write_index
 from emo_model.model import EMOModel
 from emo_model.pipeline import EMOPipeline
 from emo_model.sampler import SamplerSettings
@@ -27,7 +27,7 @@ from emo_model.train.objective import Objective
 from emo_model.train.state import checkpoints
 from emo_model.train.trainer import model_inputs, step_generator
 from emo_model.vae import LatentCodec
-from helpers import awake, tiny_config, tiny_vae
+from helpers import awake, make_blob_dataset, tiny_config, tiny_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,48 +36,9 @@ SIZE, FRAMES, FPS = 64, 24, 25.0
 CLIP = {"frames_per_clip": 4, "motion_frames": 2}
 
 
-def blob_clip(seed: int):
-    """Frames of a coloured blob whose horizontal position follows the clip's audio features."""
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(FRAMES, 5, 384, generator=g)
-    drive = features[:, 0, :8].mean(1)
-    x = (SIZE / 2 + 12 * torch.tanh(drive)).numpy()
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    colour = np.array([[220, 80, 60], [60, 160, 220]][seed % 2], dtype=np.float32)
-    frames = []
-    for t in range(FRAMES):
-        blob = np.exp(-((xx - x[t]) ** 2 + (yy - SIZE / 2) ** 2) / (2 * 8.0 ** 2))[..., None]
-        frames.append((40 + blob * (colour - 40)).astype(np.uint8))
-    speed = (torch.tensor(np.abs(np.diff(x, prepend=x[0])), dtype=torch.float32) / 4)
-    tensors = {
-        "face_boxes": torch.tensor([[16.0, 12.0, 48.0, 52.0]]).repeat(FRAMES, 1),
-        "face_region": torch.tensor([16.0, 12.0, 48.0, 52.0]),
-        "rotation": torch.zeros(FRAMES, 3),
-        "speed": speed,
-        "audio_features": features.half(),
-        "audio": torch.zeros(round(FRAMES / FPS * 16000)),
-    }
-    return np.stack(frames), tensors
-
-
-def make_dataset(root):
-    clips = []
-    for i in range(2):
-        frames, tensors = blob_clip(i)
-        write_clip(root, f"clip{i}", frames, FPS, tensors,
-                   {"source": f"v{i}.mp4", "start_seconds": "0", "fps": str(FPS), "num_frames": str(FRAMES),
-                    "resolution": f"{SIZE}x{SIZE}", "audio_encoder": "whisper-tiny", "audio_layers": "5",
-                    "audio_dim": "384"})
-        clips.append({"id": f"clip{i}", "source": f"v{i}.mp4", "start_seconds": 0.0, "num_frames": FRAMES,
-                      "seconds": FRAMES / FPS})
-    write_index(root, {"format": FORMAT, "options": {"fps": FPS, "resolution": f"{SIZE}x{SIZE}"},
-                       "clips": clips, "skipped": [], "videos": {}})
-    return root
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("data"))
+    return make_blob_dataset(tmp_path_factory.mktemp("data"), SIZE, FRAMES, FPS)
 
 
 @pytest.fixture(scope="module")

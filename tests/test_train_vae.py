@@ -10,7 +10,7 @@ from emo_model.train import TrainConfig, train
 from emo_model.train.config import ConfigError
 from emo_model.train.vae import VAETrainConfig, load_frames, main, reconstruction_psnr
 from emo_model.vae import LatentCodec, vae_scale_factor
-from test_train import make_dataset
+from helpers import make_blob_dataset
 
 BASE = {"resolution": 64, "block_out_channels": [8, 16, 16], "norm_num_groups": 8, "batch_size": 4,
         "lr": 2e-3, "lr_warmup_steps": 5, "log_every": 5, "seed": 0}
@@ -24,7 +24,7 @@ def _config(tmp_path, dataset, name, **changes):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("vae_data"))
+    return make_blob_dataset(tmp_path_factory.mktemp("vae_data"))
 
 
 @pytest.fixture(scope="module")
