@@ -70,6 +70,15 @@ def test_encoder_that_does_not_match_the_model_is_refused():
         EMOPipeline(tiny_model(), tiny_vae(), Wav2Vec2AudioEncoder.from_config(config))
 
 
+def test_vae_of_another_scale_factor_is_refused():
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4,
+                        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3)
+    encoder = WhisperAudioEncoder.from_ctranslate2(packaged_whisper_tiny_dir())
+    with pytest.raises(InputError, match="down-samples 4x"):
+        EMOPipeline(tiny_model(), vae, encoder)  # the tiny model works on 8x latents
+
+
 @pytest.mark.parametrize("shape", [(300, 200), (200, 300, 3), (64, 64, 1), (120, 90, 2), (100, 100, 4)])
 @pytest.mark.parametrize("mode", ["crop", "pad", "stretch"])
 def test_any_image_becomes_the_requested_size(shape, mode):

@@ -51,6 +51,14 @@ def test_motion_frames_carry_the_previous_clip_into_the_next(model):
     assert torch.equal(c[0].latents, d[0].latents)  # n = 0: earlier frames are ignored
 
 
+def test_without_reusing_motion_every_clip_starts_like_the_first(model):
+    """reuse_motion=False (the benchmark's ablation): clip 1 gets zero motion maps instead of clip 0's end."""
+    carried = generate(model, 2 * F_)
+    fresh = generate(model, 2 * F_, settings=SamplerSettings(steps=2, scheduler="ddim", reuse_motion=False))
+    assert torch.equal(carried[0].latents, fresh[0].latents)
+    assert not torch.equal(carried[1].latents, fresh[1].latents)
+
+
 def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, monkeypatch):
     calls = []
     original = model.denoise

@@ -46,7 +46,6 @@ from ..errors import EMOError, InputError
 from ..pipeline import EMOPipeline
 from ..sampler import SamplerSettings
 from ..train.data import face_region_mask
-from ..vae import LatentCodec
 from .identity import Identity
 from .measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
 from .render import HEAD_Y, face_geometry, render_face
@@ -190,7 +189,6 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
     runner = Runner(pipeline, resolution, fps, steps, seed)
     f = config.frames_per_clip
-    codec = LatentCodec(vae)
 
     rows: dict[str, dict] = {name: {} for name in ("ground truth renders", "VAE reconstruction (ceiling)",
                                                    "EMO (full)", "no audio", "no motion frames", "no speed layers")}
@@ -206,7 +204,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         full = runner.generate(clip, speed=0.0, timed=True)
         silent = runner.generate(clip, speed=0.0, audio_cfg=0.0)
         no_motion = runner.generate(clip, speed=0.0, reuse_motion=False)
-        ceiling = codec.decode(codec.encode(torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255)).numpy()
+        pixels = torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255
+        ceiling = pipeline.codec.decode(pipeline.codec.encode(pixels)).numpy()
         add("ground truth renders", "lip_sync", measures.lip_sync(truth))
         add("VAE reconstruction (ceiling)", "psnr", psnr(ceiling, truth))
         add("VAE reconstruction (ceiling)", "ssim", ssim(ceiling, truth))

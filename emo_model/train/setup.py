@@ -16,7 +16,8 @@ import dataclasses
 
 import torch
 
-from ..checkpoint import build_model, holds_embedded_vae, is_emo_checkpoint, load_checkpoint_vae, load_emo_model, load_motion_module
+from ..checkpoint import (build_model, holds_embedded_vae, is_emo_checkpoint, load_checkpoint_vae, load_emo_model,
+                          load_motion_module)
 from ..config import EMOConfig
 from ..model import EMOModel
 from ..weights.animatediff import load_motion_state_dict
