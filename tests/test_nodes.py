@@ -101,6 +101,17 @@ def test_missing_model_file_names_the_file_and_the_folder(folders):
         node("EMO_ModelLoader").load("no_vae.safetensors", "(none)", "(none)", "(from EMO checkpoint)", "auto")
 
 
+def test_model_loader_lists_the_demo_first_and_refuses_a_vae_of_another_factor(folders):
+    from diffusers import AutoencoderKL
+    four_x = AutoencoderKL(block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4,
+                           down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3)
+    save_emo_checkpoint(tiny_model(), folders / "models/emo/mismatch.safetensors", vae=four_x)
+    choices = NODES["EMO_ModelLoader"].INPUT_TYPES()["required"]["emo_checkpoint"][0]
+    assert choices[0] == "emo-demo.safetensors" and choices[1:] == sorted(choices[1:])  # the bundled model
+    with pytest.raises(WeightsError, match="down-samples 4x"):
+        node("EMO_ModelLoader").load("mismatch.safetensors", "(none)", "(none)", "(from EMO checkpoint)", "fp32")
+
+
 def test_audio_encoder_loader_offers_the_packaged_whisper(encoder):
     assert "whisper-tiny.en (packaged)" in NODES["EMO_AudioEncoderLoader"].INPUT_TYPES()["required"]["encoder"][0]
     assert (encoder.encoder.num_layers, encoder.encoder.hidden_size) == (5, 384) and encoder.patchers == ()
