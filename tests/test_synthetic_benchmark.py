@@ -1,5 +1,6 @@
 """The synthetic benchmark: its measurements checked on ground-truth renders, and the whole command
 on a tiny checkpoint (values are meaningless there; the table, the runs and the errors are real)."""
+import json
 import shutil
 
 import numpy as np
@@ -96,8 +97,8 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     assert all(f"| {row} |" in table for row in rows) and "Identity gap to the ceiling" in table
     json_out = tmp_path / "result.json"
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
-                 "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--json", str(json_out)]) == 0
-    assert "| EMO (full) |" in capsys.readouterr().out and json_out.is_file()
+                 "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--json", str(json_out)]) == 0
+    assert "| EMO (full) |" in capsys.readouterr().out and json.loads(json_out.read_text())["audio_cfg"] == 5.0
 
 
 def test_benchmark_errors_are_clear(eval_split, tmp_path):

@@ -249,3 +249,34 @@ def test_bf16_and_gradient_checkpointing_run_on_cpu(dataset, vae_checkpoint, tmp
         AcceleratorState._reset_state()
     assert np.isfinite(LossLog(final.parent / "loss.jsonl").read()[0]["loss"])
     assert load_emo_model(final).dtype == torch.float32  # master weights stay fp32
+
+
+def test_mouth_loss_weight_up_weights_each_frames_mouth_region(dataset):
+    cfg = config(dataset, "unused", 2, mouth_loss_weight=9.0)
+    e = cfg.emo_config()
+    data = TrainData(cfg.data, stage=2, resolution=SIZE, frames=e.frames_per_clip, motion_frames=e.motion_frames,
+                     audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
+    g = step_generator(0, 0, 0, 0)
+    batch = data.sample(2, g)
+    # Blob clips' face box is x 16..48, y 12..52: the mouth region is its lower middle (MOUTH_REGION).
+    assert batch.mouth_mask.shape == (2, e.frames_per_clip, 1, SIZE, SIZE)
+    rows, cols = torch.nonzero(batch.mouth_mask[0, 0, 0], as_tuple=True)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (36, 49, 24, 39)
+
+    objective = Objective(e.noise)
+    codec = LatentCodec(tiny_vae())
+    weighted = model_inputs(batch, codec, objective, cfg, step_generator(0, 0, 0, 0), "cpu")
+    plain = model_inputs(batch, codec, objective, config(dataset, "unused", 2), step_generator(0, 0, 0, 0), "cpu")
+    assert plain.weights is None
+    w = weighted.weights
+    assert w.shape == (2, e.frames_per_clip, 1, SIZE // 8, SIZE // 8)
+    assert w.min() == 1.0 and w.max() == 10.0  # latent pixels wholly inside the mouth get 1 + 9
+    assert (w[:, :, :, :4] == 1).all()          # nothing above the mouth is weighted
+    prediction = torch.randn_like(weighted.target)
+    error = (prediction - weighted.target).pow(2)
+    expected = ((error * w).flatten(1).mean(1) * objective.weights(weighted.timesteps)).mean()
+    assert torch.allclose(objective.loss(prediction, weighted.target, weighted.timesteps, w), expected)
+    assert torch.allclose(objective.loss(prediction, weighted.target, weighted.timesteps, torch.ones_like(w)),
+                          objective.loss(prediction, plain.target, plain.timesteps))
+    with pytest.raises(ConfigError, match="mouth_loss_weight"):
+        config(dataset, "unused", 2, mouth_loss_weight=-1.0)

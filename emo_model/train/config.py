@@ -75,6 +75,7 @@ class TrainConfig:
     motion_dropout: float = 0.1            # zero motion maps, as for the first clip at inference
     noise_offset: float = 0.0              # 0 = off; peers use 0.05
     min_snr_gamma: float | None = None     # None = plain MSE; peers use 5
+    mouth_loss_weight: float = 0.0         # extra loss weight on each frame's mouth region (data.MOUTH_REGION)
     save_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -129,6 +130,7 @@ class TrainConfig:
         need(self.lr > 0, "lr must be > 0")
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
+        need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")
         self.emo_config()  # geometry, noise and clip lengths
 
     # --- derived ----------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Stage 1: one target frame, and a different random frame of the same clip as refe
 Stages 2 and 3: n + f consecutive frames (the first n are motion frames), a reference frame from
 outside that window when the clip has one, the ±m audio-feature windows of the f generated frames,
 and (stage 3) the head speed of all n + f frames. Every sample has the clip's face region (the union
-of its face boxes) as a pixel mask for the Face Locator. Pixels are float 0..1, [.., 3, H, W].
+of its face boxes) as a pixel mask for the Face Locator, and each target frame's mouth region (a
+fixed part of that frame's face box, `MOUTH_REGION`) for the trainer's optional mouth loss weight.
+Pixels are float 0..1, [.., 3, H, W].
 """
 from __future__ import annotations
 
@@ -22,11 +24,19 @@ from ..audio.features import frame_windows
 from ..data import DatasetError, load_index, read_clip, read_clip_frames
 
 
+# Where the mouth lies in a face box, as fractions (x0, y0, x1, y1) of its width and height: the lower
+# middle of the face. The data keeps face boxes, not lip landmarks, so this is a fixed prior (it holds
+# for detector boxes of frontal faces and for the synthetic faces, whose mouth spans 0.65..0.85 of
+# the box height). Only the trainer's mouth loss weight uses it.
+MOUTH_REGION = (0.25, 0.6, 0.75, 0.95)
+
+
 @dataclass
 class Batch:
     target: torch.Tensor                 # [B, F, 3, H, W] frames to generate (F = 1 in stage 1)
     reference: torch.Tensor              # [B, 3, H, W]
     face_mask: torch.Tensor              # [B, 1, H, W]
+    mouth_mask: torch.Tensor             # [B, F, 1, H, W] each target frame's mouth region
     motion: torch.Tensor | None = None   # [B, n, 3, H, W]
     audio_windows: torch.Tensor | None = None  # [B, F, 2m+1, L, D]
     speed: torch.Tensor | None = None    # [B, n + F] degrees per frame
@@ -77,8 +87,11 @@ class TrainData:
         frames = self._pixels(root, clip_id, start, window)
         reference = self._pixels(root, clip_id, reference_index, 1)[0]
         height, width = tensors["size"]
+        targets = range(start + self.motion_frames, start + window)
         out = {"target": frames[self.motion_frames:], "reference": reference,
                "face_mask": face_region_mask(tensors["face_region"], height, width, self.resolution),
+               "mouth_mask": torch.stack([face_region_mask(mouth_box(tensors["face_boxes"][i]), height, width,
+                                                           self.resolution) for i in targets]),
                "motion": frames[:self.motion_frames] if self.motion_frames else None,
                "audio_windows": None, "speed": None}
         if self.stage > 1:
@@ -102,7 +115,7 @@ class TrainData:
             raise DatasetError(f"Clip {clip_id} in {root} has no valid 'resolution' metadata (HxW): "
                                "prepare it again.") from e
         return {"audio_features": features.float(), "speed": clip["speed"], "face_region": clip["face_region"].float(),
-                "size": (height, width)}
+                "face_boxes": clip["face_boxes"].float(), "size": (height, width)}
 
     def _pixels(self, root: str, clip_id: str, start: int, count: int) -> torch.Tensor:
         frames = torch.from_numpy(read_clip_frames(root, clip_id, start, count)).permute(0, 3, 1, 2).float() / 255
@@ -125,3 +138,11 @@ def face_region_mask(box: torch.Tensor, height: int, width: int, resolution: int
     mask = torch.zeros(1, resolution, resolution)
     mask[:, max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 1.0
     return mask
+
+
+def mouth_box(face_box: torch.Tensor) -> torch.Tensor:
+    """A frame's face box (x0, y0, x1, y1) → the `MOUTH_REGION` part of it, in the same pixels."""
+    x0, y0, x1, y1 = face_box.tolist()
+    fx0, fy0, fx1, fy1 = MOUTH_REGION
+    w, h = x1 - x0, y1 - y0
+    return torch.tensor([x0 + fx0 * w, y0 + fy0 * h, x0 + fx1 * w, y0 + fy1 * h])

@@ -63,7 +63,12 @@ class Objective:
         clipped = snr.clamp(max=self.min_snr_gamma)
         return (clipped / (snr + 1) if self.prediction_type == "v_prediction" else clipped / snr).float()
 
-    def loss(self, prediction: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Weighted MSE over every element of each sample, averaged over the batch."""
-        per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+    def loss(self, prediction: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor,
+             element_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Weighted MSE over every element of each sample, averaged over the batch. `element_weights`
+        (broadcastable to `prediction`) scales each element's squared error, e.g. up-weighting the mouth."""
+        error = (prediction.float() - target.float()).pow(2)
+        if element_weights is not None:
+            error = error * element_weights.to(error.device, error.dtype)
+        per_sample = error.flatten(1).mean(1)
         return (per_sample * self.weights(timesteps).to(per_sample.device)).mean()

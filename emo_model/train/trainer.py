@@ -121,7 +121,7 @@ def train(config: TrainConfig, *, resume: str | None = None,
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     prediction = model(inputs.noisy, inputs.timesteps.to(accelerator.device), **inputs.conditions)
-                loss = objective.loss(prediction, inputs.target, inputs.timesteps)
+                loss = objective.loss(prediction, inputs.target, inputs.timesteps, inputs.weights)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm:
                     accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -188,6 +188,7 @@ class StepInputs:
     timesteps: torch.Tensor   # [B] on the CPU
     target: torch.Tensor      # like noisy
     conditions: dict          # EMOModel.forward keyword arguments
+    weights: torch.Tensor | None = None  # [B, F, 1, h, w] per-element loss weights, None = uniform
 
 
 def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config: TrainConfig,
@@ -216,4 +217,15 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
     if config.stage == 3:
         kwargs["speed"] = batch.speed.to(device)
     return StepInputs(objective.add_noise(latents, noise, timesteps), timesteps,
-                   objective.target(latents, noise, timesteps), kwargs)
+                      objective.target(latents, noise, timesteps), kwargs,
+                      mouth_weights(batch.mouth_mask, latents.shape[-2:], config.mouth_loss_weight))
+
+
+def mouth_weights(mouth_mask: torch.Tensor, latent_size, weight: float) -> torch.Tensor | None:
+    """1 + weight × (the share of each latent pixel that the mouth region covers), [B, F, 1, h, w].
+    The mouth is a few latent pixels of the frame, so plain MSE barely rewards lip sync (Hallo weights
+    lip and face regions for the same reason)."""
+    if not weight:
+        return None
+    coverage = torch.nn.functional.interpolate(mouth_mask.flatten(0, 1), size=tuple(latent_size), mode="area")
+    return 1.0 + weight * coverage.unflatten(0, mouth_mask.shape[:2])
