@@ -85,8 +85,6 @@ def test_main_workflow_animates_the_bundled_portrait_with_its_speech(main_video)
     assert measured.std() > 0.5 and (measured > 1.0).any() and (measured < 0.5).any()  # the mouth opens and closes
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled demo model does not lip-sync yet: the benchmark measures "
-                   "r = 0.01 on held-out clips (README, 'Demo model benchmark'); strict, so a better model flags it")
 def test_main_workflow_mouth_follows_the_speech(main_video):
     measured, truth = _mouth_and_speech(*main_video)
     assert np.corrcoef(measured, truth)[0, 1] > 0.6
