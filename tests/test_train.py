@@ -27,7 +27,7 @@ from emo_model.train.objective import Objective
 from emo_model.train.state import checkpoints
 from emo_model.train.trainer import model_inputs, step_generator
 from emo_model.vae import LatentCodec
-from helpers import awake, make_blob_dataset, tiny_config, tiny_vae
+from helpers import awake, blob_clip, make_blob_dataset, tiny_config, tiny_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,32 +251,85 @@ def test_bf16_and_gradient_checkpointing_run_on_cpu(dataset, vae_checkpoint, tmp
     assert load_emo_model(final).dtype == torch.float32  # master weights stay fp32
 
 
-def test_mouth_loss_weight_up_weights_each_frames_mouth_region(dataset):
-    cfg = config(dataset, "unused", 2, mouth_loss_weight=9.0)
-    e = cfg.emo_config()
-    data = TrainData(cfg.data, stage=2, resolution=SIZE, frames=e.frames_per_clip, motion_frames=e.motion_frames,
-                     audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
-    g = step_generator(0, 0, 0, 0)
-    batch = data.sample(2, g)
-    # Blob clips' face box is x 16..48, y 12..52: the mouth region is its lower middle (MOUTH_REGION).
-    assert batch.mouth_mask.shape == (2, e.frames_per_clip, 1, SIZE, SIZE)
-    rows, cols = torch.nonzero(batch.mouth_mask[0, 0, 0], as_tuple=True)
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (36, 49, 24, 39)
+@pytest.fixture(scope="module")
+def moving_face_dataset(tmp_path_factory):
+    """Blob clips whose face box moves one pixel right per frame (x0 = frame index): a mask taken
+    from the wrong frame, or from the clip's face region, lands in the wrong columns."""
+    from emo_model.data.dataset import write_clip
+    root = make_blob_dataset(tmp_path_factory.mktemp("moving"), SIZE, FRAMES, FPS)
+    for i in range(2):
+        images, tensors = blob_clip(i, SIZE, FRAMES, FPS)
+        tensors["face_boxes"] = torch.tensor([[float(t), 12.0, t + 32.0, 52.0] for t in range(FRAMES)])
+        tensors["face_region"] = torch.tensor([0.0, 12.0, FRAMES + 31.0, 52.0])
+        write_clip(root, f"clip{i}", images, FPS, tensors,
+                   {"source": f"v{i}.mp4", "start_seconds": "0", "fps": str(FPS), "num_frames": str(FRAMES),
+                    "resolution": f"{SIZE}x{SIZE}", "audio_encoder": "whisper-tiny", "audio_layers": "5",
+                    "audio_dim": "384"})
+    return root
 
-    objective = Objective(e.noise)
-    codec = LatentCodec(tiny_vae())
+
+def train_data(cfg):
+    e = cfg.emo_config()
+    return TrainData(cfg.data, stage=cfg.stage, resolution=cfg.resolution, frames=e.frames_per_clip,
+                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_mouth_mask_is_each_target_frames_mouth_region(moving_face_dataset, stage):
+    cfg = config(moving_face_dataset, "unused", stage)
+    data = train_data(cfg)
+    for seed in range(4):
+        batch = data.sample(1, torch.Generator().manual_seed(seed))
+        # TrainData._one draws the clip, then the window start: replay those two draws.
+        g = torch.Generator().manual_seed(seed)
+        _, start = torch.randint(2, (1,), generator=g), int(torch.randint(FRAMES - data.motion_frames - data.frames + 1,
+                                                                        (1,), generator=g))
+        assert batch.mouth_mask.shape == (1, data.frames, 1, SIZE, SIZE)
+        for f in range(data.frames):
+            t = start + data.motion_frames + f  # the target frame's index in the clip
+            rows, cols = torch.nonzero(batch.mouth_mask[0, f, 0], as_tuple=True)
+            # MOUTH_REGION of the box (t, 12, t + 32, 52): x t+8 .. t+24, y 36 .. 50 (pixel cells)
+            assert (rows.min(), rows.max(), cols.min(), cols.max()) == (36, 49, t + 8, t + 23)
+
+
+def test_mouth_loss_weight_weights_the_loss_by_mouth_coverage(dataset):
+    cfg = config(dataset, "unused", 2, mouth_loss_weight=9.0)
+    batch = train_data(cfg).sample(2, step_generator(0, 0, 0, 0))
+    e = cfg.emo_config()
+    objective, codec = Objective(e.noise), LatentCodec(tiny_vae())
     weighted = model_inputs(batch, codec, objective, cfg, step_generator(0, 0, 0, 0), "cpu")
     plain = model_inputs(batch, codec, objective, config(dataset, "unused", 2), step_generator(0, 0, 0, 0), "cpu")
     assert plain.weights is None
     w = weighted.weights
     assert w.shape == (2, e.frames_per_clip, 1, SIZE // 8, SIZE // 8)
-    assert w.min() == 1.0 and w.max() == 10.0  # latent pixels wholly inside the mouth get 1 + 9
-    assert (w[:, :, :, :4] == 1).all()          # nothing above the mouth is weighted
-    prediction = torch.randn_like(weighted.target)
-    error = (prediction - weighted.target).pow(2)
-    expected = ((error * w).flatten(1).mean(1) * objective.weights(weighted.timesteps)).mean()
-    assert torch.allclose(objective.loss(prediction, weighted.target, weighted.timesteps, w), expected)
-    assert torch.allclose(objective.loss(prediction, weighted.target, weighted.timesteps, torch.ones_like(w)),
-                          objective.loss(prediction, plain.target, plain.timesteps))
+    # The blob clips' mouth region is pixels x 24..39, y 36..49: latent cells (8 px) x 3..4 wholly, and
+    # y 4 by half, y 5 wholly, y 6 by a quarter.
+    assert torch.equal(w[0, 0, 0, :, 3], torch.tensor([1, 1, 1, 1, 1 + 9 * 0.5, 1 + 9, 1 + 9 * 0.25, 1]))
+    assert (w[:, :, :, :, :3] == 1).all() and (w[:, :, :, :, 5:] == 1).all()
+    prediction = weighted.target.clone()
+    prediction[:, :, :, 4, 3] += 1.0  # an error only inside the mouth: weighted 1 + 4.5
+    unweighted = objective.loss(prediction, plain.target, plain.timesteps)
+    assert torch.allclose(objective.loss(prediction, weighted.target, weighted.timesteps, w), 5.5 * unweighted)
     with pytest.raises(ConfigError, match="mouth_loss_weight"):
         config(dataset, "unused", 2, mouth_loss_weight=-1.0)
+
+
+def test_training_uses_the_mouth_loss_weight(dataset, vae_checkpoint, tmp_path):
+    losses = {}
+    for weight in (0.0, 20.0):
+        final = train(config(dataset, tmp_path / f"w{weight}", 2, vae=str(vae_checkpoint), max_steps=1,
+                             mouth_loss_weight=weight, init_checkpoint=str(vae_checkpoint)))
+        losses[weight] = LossLog(final.parent / "loss.jsonl").read()[0]["loss"]
+    assert losses[20.0] > 1.5 * losses[0.0]  # same draws; the mouth's error now counts 21 times
+
+
+def test_resuming_a_run_saved_before_a_new_setting_does_not_warn(dataset, caplog):
+    from emo_model.train.trainer import _warn_changes
+    cfg = config(dataset, "out", 2)
+    saved = json.loads(cfg.to_json())
+    del saved["mouth_loss_weight"]  # a checkpoint written before the field existed
+    with caplog.at_level("WARNING", logger="emo_model.train"):
+        _warn_changes(saved, cfg)
+        assert not caplog.records
+        _warn_changes({**saved, "lr": 1.0}, cfg)
+    assert "['lr']" in caplog.text

@@ -177,7 +177,9 @@ def _resume_point(out: Path, resume: str | None) -> Path | None:
 
 def _warn_changes(saved: dict, config: TrainConfig) -> None:
     now = json.loads(config.to_json())
-    changed = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
+    # A field added after the checkpoint was saved counts as its default (what that run used).
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    changed = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k, defaults.get(k)) != now[k])
     if changed:
         log.warning("resuming with changed settings %s: the run will differ from an uninterrupted one", changed)
 
