@@ -32,6 +32,9 @@ class SamplerSettings:
     motion_frames: int | None = None    # None: the model's n
     # False: every clip starts from zero motion maps, as the first one does (the benchmark's ablation)
     reuse_motion: bool = True
+    # True: every clip starts from the first clip's noise, so the choices the noise drives (shading,
+    # texture) repeat from clip to clip instead of jumping at each boundary. False: fresh noise per clip.
+    shared_noise: bool = False
     schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing
 
     def validate(self):
@@ -162,7 +165,9 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
                                audio_keep=audio_keep, motion=motion, num_motion=n, speed=clip_speed)
 
         scheduler.set_timesteps(settings.steps, device=device)
-        latents = torch.randn(latent_shape, generator=generator).to(device, dtype) * scheduler.init_noise_sigma
+        if clip == 0 or not settings.shared_noise:
+            noise = torch.randn(latent_shape, generator=generator)
+        latents = noise.to(device, dtype) * scheduler.init_noise_sigma
         for step, t in enumerate(scheduler.timesteps):
             model_in = scheduler.scale_model_input(latents, t).expand(len(branches), *latent_shape[1:])
             pred = combine_guidance(model.denoise(model_in, t, cond, face), settings.reference_cfg, settings.audio_cfg)

@@ -59,6 +59,17 @@ def test_without_reusing_motion_every_clip_starts_like_the_first(model):
     assert not torch.equal(carried[1].latents, fresh[1].latents)
 
 
+def test_shared_noise_starts_every_clip_from_the_first_clips_noise(model):
+    """With the same audio in every frame and no motion hand-over, clips differ only by their noise."""
+    audio = torch.randn(1, 5, 384).expand(2 * F_, -1, -1)
+    kwargs = dict(steps=2, scheduler="ddim", reuse_motion=False)
+    shared = generate(model, 2 * F_, frame_audio=audio, settings=SamplerSettings(shared_noise=True, **kwargs))
+    assert torch.equal(shared[0].latents, shared[1].latents)
+    fresh = generate(model, 2 * F_, frame_audio=audio, settings=SamplerSettings(**kwargs))
+    assert torch.equal(fresh[0].latents, shared[0].latents)  # clip 0 draws the same noise either way
+    assert not torch.equal(fresh[0].latents, fresh[1].latents)
+
+
 def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, monkeypatch):
     calls = []
     original = model.denoise

@@ -212,6 +212,17 @@ def test_face_box_contains_the_face():
             assert skin[:, 0].max() - skin[:, 0].min() > 0.5 * (y1 - y0)
 
 
+@needs
+def test_command_line_sets_the_eval_clips_and_speed_range(tmp_path, encoder, monkeypatch):
+    from emo_model.synthetic import generate
+    monkeypatch.setattr(generate, "load_audio_encoder", lambda folder: encoder)  # reuse the loaded encoder
+    assert generate.main([str(tmp_path), "--identities", "1", "--clips-per-identity", "1", "--seconds", "0.5",
+                          "--resolution", "64", "--holdout-identities", "1", "--clips-per-holdout-identity", "2",
+                          "--max-speed", "2", "--voices", "en-us"]) == 0
+    assert len(_clip_ids(tmp_path / "train")) == 1 and len(_clip_ids(tmp_path / "eval")) == 2
+    assert load_index(tmp_path / "eval")["options"]["synthetic"]["max_speed"] == 2.0
+
+
 def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InputError, match="apt-get install espeak-ng"):

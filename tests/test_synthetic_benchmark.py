@@ -12,7 +12,7 @@ from emo_model.audio import load_audio_encoder, packaged_whisper_tiny_dir
 from emo_model.checkpoint import save_emo_checkpoint
 from emo_model.errors import InputError
 from emo_model.synthetic import identity_from_seed, render_face
-from emo_model.synthetic.benchmark import format_table, main, run_benchmark
+from emo_model.synthetic.benchmark import default_speeds, format_table, main, run_benchmark
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
 from emo_model.synthetic.render import face_geometry
@@ -99,6 +99,10 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
                  "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--json", str(json_out)]) == 0
     assert "| EMO (full) |" in capsys.readouterr().out and json.loads(json_out.read_text())["audio_cfg"] == 5.0
+
+
+def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):
+    assert default_speeds(eval_split) == (0.0, 0.25, 0.5, 0.75, 1.0)  # generated with the default --max-speed 1
 
 
 def test_benchmark_errors_are_clear(eval_split, tmp_path):

@@ -314,6 +314,25 @@ def test_mouth_loss_weight_weights_the_loss_by_mouth_coverage(dataset):
         config(dataset, "unused", 2, mouth_loss_weight=-1.0)
 
 
+def test_still_motion_holds_the_motion_frames_at_the_last_one_and_zeroes_their_speed(dataset):
+    """Stage 3 with still_motion 1: the head rests in the motion frames and the label asks it to move."""
+    plain_cfg = config(dataset, "unused", 3, motion_dropout=0.0)
+    still_cfg = config(dataset, "unused", 3, motion_dropout=0.0, still_motion=1.0)
+    batch = train_data(plain_cfg).sample(2, step_generator(0, 0, 0, 0))
+    objective, codec = Objective(plain_cfg.emo_config().noise), LatentCodec(tiny_vae())
+    plain = model_inputs(batch, codec, objective, plain_cfg, step_generator(0, 0, 0, 0), "cpu")
+    still = model_inputs(batch, codec, objective, still_cfg, step_generator(0, 0, 0, 0), "cpu")
+    assert torch.equal(plain.noisy, still.noisy) and torch.equal(plain.target, still.target)  # other draws unchanged
+    n = plain.conditions["num_motion"]
+    moving, resting = plain.conditions["motion_latents"], still.conditions["motion_latents"]
+    assert not torch.allclose(moving[:, 0], moving[:, -1])
+    assert all(torch.allclose(resting[:, i], moving[:, -1], atol=1e-4) for i in range(n))
+    assert (still.conditions["speed"][:, :n] == 0).all() and (plain.conditions["speed"][:, :n] > 0).any()
+    assert torch.equal(still.conditions["speed"][:, n:], plain.conditions["speed"][:, n:])
+    with pytest.raises(ConfigError, match="still_motion"):
+        config(dataset, "unused", 3, still_motion=1.5)
+
+
 def test_training_uses_the_mouth_loss_weight(dataset, vae_checkpoint, tmp_path):
     losses = {}
     for weight in (0.0, 20.0):

@@ -14,7 +14,8 @@ the Face Locator gets the clip's face region. Runs and what they measure (see me
   pose and moving only the mouth (eyes open); continuity = mean frame change across clip
   boundaries / within clips.
 - the model's ceiling: the same renders through the model's own VAE (encode → decode).
-- speed sweep: requested head speeds (`--speeds`, degrees per frame) on `--speed-clips` portraits;
+- speed sweep: requested head speeds (`--speeds`, degrees per frame; default five from 0 to the split's
+  largest training speed, `--max-speed` of the generator) on `--speed-clips` portraits;
   Spearman ρ between requested and measured speed, and whether the per-speed medians increase.
 - ablations: no audio (audio guidance 0: the audio branch is dropped), no motion frames (every
   clip starts from zero motion maps), no speed layers (no speed input; the sweep's seeds differ per
@@ -110,6 +111,12 @@ def load_eval_clips(folder, resolution: int, count: int, seconds: float, fps: fl
     return out
 
 
+def default_speeds(folder, count: int = 5) -> tuple[float, ...]:
+    """`count` speeds evenly from 0 to the split's --max-speed: the range its clips move in."""
+    max_speed = float(load_index(Path(folder))["options"]["synthetic"]["max_speed"])
+    return tuple(float(s) for s in np.linspace(0.0, max_speed, count).round(3))
+
+
 def still_renders(clip: EvalClip, resolution: int) -> np.ndarray:
     """Ground truth for the still-head run: the reference pose, mouth per the audio, eyes open."""
     frames = [render_face(clip.identity, clip.source_size, mouth_open=float(m), roll_deg=clip.roll, dx=clip.dx,
@@ -174,7 +181,7 @@ class Runner:
 
 
 def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, steps: int = 20,
-                  speeds=(0.0, 0.25, 0.5, 0.75, 1.0), speed_clips: int = 2, seed: int = 0,
+                  speeds=None, speed_clips: int = 2, seed: int = 0,
                   audio_cfg: float = SamplerSettings.audio_cfg, audio_encoder=None, log=print) -> dict:
     model = load_emo_model(checkpoint)
     vae = load_checkpoint_vae(checkpoint)
@@ -189,6 +196,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     resolution = model_resolution(model)
     fps = config.fps
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
+    speeds = default_speeds(data) if speeds is None else tuple(speeds)
     runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg)
     f = config.frames_per_clip
 
@@ -291,7 +299,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0, help="length of every generated clip")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
-    parser.add_argument("--speeds", default="0,0.25,0.5,0.75,1.0", help="requested head speeds, deg/frame")
+    parser.add_argument("--speeds", default=None,
+                        help="requested head speeds, deg/frame, comma-separated (default: 5 from 0 to the split's max speed)")
     parser.add_argument("--speed-clips", type=int, default=2, help="portraits in the speed sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio-cfg", type=float, default=SamplerSettings.audio_cfg,
@@ -301,7 +310,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = run_benchmark(args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps,
-                               speeds=tuple(float(s) for s in args.speeds.split(",")), speed_clips=args.speed_clips,
+                               speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
+                               speed_clips=args.speed_clips,
                                seed=args.seed, audio_cfg=args.audio_cfg, audio_encoder=args.audio_encoder,
                                log=lambda m: print(m, file=sys.stderr))
     except EMOError as e:

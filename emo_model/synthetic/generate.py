@@ -257,6 +257,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=128, help="square side in pixels, multiple of 8")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout-identities", type=int, default=2, help="identities of the eval split (0: none)")
+    parser.add_argument("--clips-per-holdout-identity", type=int, default=None,
+                        help="clips per eval identity (default: --clips-per-identity)")
     parser.add_argument("--max-speed", type=float, default=1.0, help="largest head roll speed, degrees per frame")
     parser.add_argument("--voices", default=None,
                         help="comma-separated espeak-ng voices, each VOICE or VOICE:LANG (LANG of the sentences: "
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
         report = generate_dataset(
             args.out_dir, identities=args.identities, clips_per_identity=args.clips_per_identity, seconds=args.seconds,
             fps=args.fps, resolution=args.resolution, seed=args.seed, holdout_identities=args.holdout_identities,
-            max_speed=args.max_speed, voices=args.voices.split(",") if args.voices else DEFAULT_VOICES,
+            clips_per_holdout_identity=args.clips_per_holdout_identity, max_speed=args.max_speed, voices=args.voices.split(",") if args.voices else DEFAULT_VOICES,
             audio_files=_audio_dir(args.audio) if args.audio else None, audio_encoder=args.audio_encoder,
             progress=True)
     except EMOError as e:

@@ -73,6 +73,9 @@ class TrainConfig:
     reference_dropout: float = 0.05        # classifier-free guidance: no reference
     audio_dropout: float = 0.05            # classifier-free guidance: no audio (stages 2 and 3)
     motion_dropout: float = 0.1            # zero motion maps, as for the first clip at inference
+    # Share of kept-motion micro-batches whose n motion frames are all the last one, with speed labels 0
+    # there: the head was at rest and the label asks it to start moving, as when a generated clip held still.
+    still_motion: float = 0.0
     noise_offset: float = 0.0              # 0 = off; peers use 0.05
     min_snr_gamma: float | None = None     # None = plain MSE; peers use 5
     # Extra loss weight w on each frame's mouth region (data.MOUTH_REGION): elements weigh 1 + w x coverage,
@@ -125,7 +128,7 @@ class TrainConfig:
         for key in ("batch_size", "gradient_accumulation_steps", "max_steps", "save_every", "keep_checkpoints",
                     "log_every"):
             need(isinstance(getattr(self, key), int) and getattr(self, key) >= 1, f"{key} must be an integer >= 1")
-        for key in ("reference_dropout", "audio_dropout", "motion_dropout"):
+        for key in ("reference_dropout", "audio_dropout", "motion_dropout", "still_motion"):
             need(0.0 <= getattr(self, key) <= 1.0, f"{key} must be in 0..1")
         need(self.trainable is None or (bool(self.trainable) and set(self.trainable) <= set(GROUPS)),
              f"trainable must be null or a non-empty list of {list(GROUPS)}, got {self.trainable!r}")

@@ -210,14 +210,21 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
     noise = noise.to(device)
     kwargs = {"reference_latents": encode(batch.reference), "face_mask": batch.face_mask.to(device),
               "reference_keep": reference_keep.to(device), "temporal": config.stage > 1}
+    # Drawn last and only when enabled, so every other draw stays what it was without it.
+    still = motion_kept and config.still_motion > 0 and bool(torch.rand((), generator=g) < config.still_motion)
     if config.stage > 1:
+        n = batch.motion.shape[1]
+        motion = batch.motion[:, -1:].expand_as(batch.motion) if still else batch.motion
         # Zero motion maps (num_motion without motion latents) are what the first clip gets at inference.
-        kwargs["motion_latents"] = encode(batch.motion) if motion_kept else None
-        kwargs["num_motion"] = batch.motion.shape[1]
+        kwargs["motion_latents"] = encode(motion) if motion_kept else None
+        kwargs["num_motion"] = n
         kwargs["audio_windows"] = batch.audio_windows.to(device)
         kwargs["audio_keep"] = audio_keep.to(device)
     if config.stage == 3:
-        kwargs["speed"] = batch.speed.to(device)
+        speed = batch.speed.clone()
+        if still:
+            speed[:, :n] = 0.0
+        kwargs["speed"] = speed.to(device)
     return StepInputs(objective.add_noise(latents, noise, timesteps), timesteps,
                       objective.target(latents, noise, timesteps), kwargs,
                       mouth_weights(batch.mouth_mask, latents.shape[-2:], config.mouth_loss_weight))
