@@ -270,7 +270,8 @@ def main(argv=None) -> int:
         report = generate_dataset(
             args.out_dir, identities=args.identities, clips_per_identity=args.clips_per_identity, seconds=args.seconds,
             fps=args.fps, resolution=args.resolution, seed=args.seed, holdout_identities=args.holdout_identities,
-            clips_per_holdout_identity=args.clips_per_holdout_identity, max_speed=args.max_speed, voices=args.voices.split(",") if args.voices else DEFAULT_VOICES,
+            clips_per_holdout_identity=args.clips_per_holdout_identity, max_speed=args.max_speed,
+            voices=args.voices.split(",") if args.voices else DEFAULT_VOICES,
             audio_files=_audio_dir(args.audio) if args.audio else None, audio_encoder=args.audio_encoder,
             progress=True)
     except EMOError as e:
