@@ -221,6 +221,8 @@ def test_command_line_sets_the_eval_clips_and_speed_range(tmp_path, encoder, mon
                           "--max-speed", "2", "--voices", "en-us"]) == 0
     assert len(_clip_ids(tmp_path / "train")) == 1 and len(_clip_ids(tmp_path / "eval")) == 2
     assert load_index(tmp_path / "eval")["options"]["synthetic"]["max_speed"] == 2.0
+    from emo_model.synthetic.benchmark import default_speeds
+    assert default_speeds(tmp_path / "eval") == (0.0, 0.5, 1.0, 1.5, 2.0)  # the benchmark sweeps that range
 
 
 def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):

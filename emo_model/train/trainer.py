@@ -210,8 +210,9 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
     noise = noise.to(device)
     kwargs = {"reference_latents": encode(batch.reference), "face_mask": batch.face_mask.to(device),
               "reference_keep": reference_keep.to(device), "temporal": config.stage > 1}
-    # Drawn last and only when enabled, so every other draw stays what it was without it.
-    still = motion_kept and config.still_motion > 0 and bool(torch.rand((), generator=g) < config.still_motion)
+    # Drawn last and only where it applies, so every other draw stays what it was without it.
+    still = (config.stage > 1 and motion_kept and config.still_motion > 0
+             and bool(torch.rand((), generator=g) < config.still_motion))
     if config.stage > 1:
         n = batch.motion.shape[1]
         motion = batch.motion[:, -1:].expand_as(batch.motion) if still else batch.motion
