@@ -30,6 +30,7 @@ class Conditioning:
     audio_keep: torch.Tensor | None = None       # [B] bool; False = no audio
     motion: list[torch.Tensor] | None = None     # per temporal slot, [B or 1, n, C, H, W]
     num_motion: int = 0                          # n; with motion=None the n frames are zero maps
+    motion_keep: torch.Tensor | None = None      # [B] bool; False = zero motion maps (motion guidance)
     speed: torch.Tensor | None = None            # [B, n+F, D] speed tokens, None = no speed layers
     temporal: bool = True                        # False skips temporal modules (stage-1 image training)
     context: torch.Tensor | None = field(default=None, repr=False)  # set by the UNet: attn2 context

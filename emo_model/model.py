@@ -57,12 +57,14 @@ class EMOModel(nn.Module):
         return [f.unflatten(0, (batch, n)) for f in capture.temporal]
 
     def condition(self, num_frames: int, *, reference=None, reference_keep=None, audio_windows=None,
-                  audio_keep=None, motion=None, num_motion: int = 0, speed=None, temporal: bool = True) -> Conditioning:
+                  audio_keep=None, motion=None, motion_keep=None, num_motion: int = 0, speed=None,
+                  temporal: bool = True) -> Conditioning:
         """Assemble a Backbone `Conditioning`. audio_windows: [B, F, 2m+1, L, D]; speed: [B, n+F] deg/frame."""
         audio = None if audio_windows is None else self.audio_projection(audio_windows.to(self.device))
         tokens = None if speed is None else self.speed_encoder(speed.to(self.device))
         return Conditioning(num_frames=num_frames, reference=reference, reference_keep=reference_keep, audio=audio,
-                            audio_keep=audio_keep, motion=motion, num_motion=num_motion, speed=tokens, temporal=temporal)
+                            audio_keep=audio_keep, motion=motion, motion_keep=motion_keep, num_motion=num_motion,
+                            speed=tokens, temporal=temporal)
 
     def face_features(self, face_mask: torch.Tensor | None) -> torch.Tensor | None:
         """Face-region mask [B, 1, H, W] (pixel resolution) → Face Locator features added after conv_in."""

@@ -27,6 +27,8 @@ class SamplerSettings:
     scheduler: str = "ddim"
     reference_cfg: float = 2.5  # guidance towards the reference identity (1 = off)
     audio_cfg: float = 3.5      # guidance towards the audio (1 = off)
+    # guidance towards the motion frames (1 = off): clips follow the previous clip more closely
+    motion_cfg: float = 1.0
     seed: int = 0
     frames_per_clip: int | None = None  # None: the model's f
     motion_frames: int | None = None    # None: the model's n
@@ -62,28 +64,34 @@ class ClipResult:
     latents: torch.Tensor  # [f', 4, h, w] on the CPU
 
 
-def guidance_branches(reference_cfg: float, audio_cfg: float) -> list[tuple[bool, bool]]:
-    """(keep reference, keep audio) per batch entry, only those the guidance formula needs."""
+def guidance_branches(reference_cfg: float, audio_cfg: float, motion_cfg: float = 1.0) -> list[tuple[bool, bool, bool]]:
+    """(keep reference, keep audio, keep motion frames) per batch entry, only those the guidance needs."""
     branches = []
     if reference_cfg != 1.0:
-        branches.append((False, False))
+        branches.append((False, False, True))
     if reference_cfg != 1.0 or audio_cfg != 1.0:
-        branches.append((True, False))
-    branches.append((True, True))
+        branches.append((True, False, True))
+    if motion_cfg != 1.0:
+        branches.append((True, True, False))
+    branches.append((True, True, True))
     return branches
 
 
-def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float) -> torch.Tensor:
-    """uncond + s_ref (ref - uncond) + s_audio (full - ref), for the batch from `guidance_branches`."""
-    parts = list(pred.chunk(pred.shape[0]))
-    full = parts.pop()
-    if not parts:
-        return full
-    ref = parts.pop()
-    out = ref + audio_cfg * (full - ref)
-    if parts:
-        uncond = parts.pop()
-        out = out + (reference_cfg - 1.0) * (ref - uncond)  # uncond + s_ref(ref - uncond) = ref + (s_ref-1)(ref-uncond)
+def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float, motion_cfg: float = 1.0) -> torch.Tensor:
+    """ref + s_audio (full - ref) + (s_ref - 1)(ref - uncond) + (s_motion - 1)(full - no motion), for the
+    batch from `guidance_branches` (uncond + s_ref (ref - uncond) + s_audio (full - ref) when s_motion = 1)."""
+    branches = guidance_branches(reference_cfg, audio_cfg, motion_cfg)
+    parts = dict(zip(branches, pred.chunk(len(branches))))
+    full = out = parts[(True, True, True)]
+    ref = parts.get((True, False, True))
+    if ref is not None:
+        out = ref + audio_cfg * (full - ref)
+    uncond = parts.get((False, False, True))
+    if uncond is not None:
+        out = out + (reference_cfg - 1.0) * (ref - uncond)
+    still = parts.get((True, True, False))
+    if still is not None:  # away from what zero motion maps (no previous clip) would give
+        out = out + (motion_cfg - 1.0) * (full - still)
     return out
 
 
@@ -133,9 +141,6 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         raise InputError(f"audio features cover {frame_audio.shape[0]} frames, {num_frames} requested")
     device, dtype = model.device, model.dtype
     scheduler = make_scheduler(settings.scheduler, config.noise, **(settings.schedule_overrides or {}))
-    branches = guidance_branches(settings.reference_cfg, settings.audio_cfg)
-    reference_keep = torch.tensor([b[0] for b in branches], device=device)
-    audio_keep = torch.tensor([b[1] for b in branches], device=device)
     generator = torch.Generator().manual_seed(settings.seed)
 
     if reference_features is None:
@@ -158,11 +163,14 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
             if previous.shape[1] < n:  # fewer earlier frames than n: repeat the first
                 previous = torch.cat([previous[:, :1].expand(-1, n - previous.shape[1], -1, -1, -1), previous], 1)
             motion = model.motion_features(previous)
+        motion_cfg = 1.0 if motion is None else settings.motion_cfg  # the first clip has nothing to follow
+        branches = guidance_branches(settings.reference_cfg, settings.audio_cfg, motion_cfg)
+        flags = torch.tensor(branches, device=device).T  # [3, branches]: keep reference, audio, motion
         frames = clip_indices(start, f, num_frames)
         windows = frame_windows(frame_audio, config.audio_window, frames).to(device)
         clip_speed = None if speeds is None else speeds[clip_indices(start - n, n + f, num_frames)][None]
-        cond = model.condition(f, reference=reference, reference_keep=reference_keep, audio_windows=windows,
-                               audio_keep=audio_keep, motion=motion, num_motion=n, speed=clip_speed)
+        cond = model.condition(f, reference=reference, reference_keep=flags[0], audio_windows=windows,
+                               audio_keep=flags[1], motion=motion, motion_keep=flags[2], num_motion=n, speed=clip_speed)
 
         scheduler.set_timesteps(settings.steps, device=device)
         if clip == 0 or not settings.shared_noise:
@@ -170,7 +178,8 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         latents = noise.to(device, dtype) * scheduler.init_noise_sigma
         for step, t in enumerate(scheduler.timesteps):
             model_in = scheduler.scale_model_input(latents, t).expand(len(branches), *latent_shape[1:])
-            pred = combine_guidance(model.denoise(model_in, t, cond, face), settings.reference_cfg, settings.audio_cfg)
+            pred = combine_guidance(model.denoise(model_in, t, cond, face), settings.reference_cfg, settings.audio_cfg,
+                                    motion_cfg)
             latents = scheduler.step(pred.to(latents.dtype), t, latents).prev_sample
             if callback is not None:
                 callback(StepInfo(clip, num_clips, step, len(scheduler.timesteps), latents))

@@ -69,6 +69,8 @@ class TemporalTransformer(nn.Module):
         if n:
             if cond.motion is not None:
                 motion = expand_batch(cond.motion[self.index].to(x.dtype), batch)
+                if cond.motion_keep is not None and not bool(cond.motion_keep.all()):  # dropped rows: zero maps
+                    motion = motion * cond.motion_keep.to(motion).view(batch, 1, 1, 1, 1)
             else:
                 motion = x.new_zeros(batch, n, c, height, width)
             video = torch.cat([motion, video], dim=1)

@@ -92,13 +92,18 @@ class EMO_Sampler:
                                        "tooltip": "Per-frame speed instead of `speed`: numbers ('0.2, 0.8') or "
                                                   "keyframes ('0:0.2, 3s:1.0'). Empty: use `speed`."}),
             "motion_frames": (EMO_MOTION, {"tooltip": "Continue from an earlier video (EMO Motion Frames)."}),
+            "motion_cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.05,
+                                     "tooltip": "Guidance towards the motion frames: each clip follows the one before "
+                                                "more closely, smoother clip boundaries (1 = off; costs one more "
+                                                "batch entry from the second clip on)."}),
         }}
 
     def sample(self, emo_model: EMOBundle, reference: Reference, audio_embeds: AudioEmbeds, seed, steps, scheduler,
                reference_cfg, audio_cfg, frames_per_clip, motion_frame_count, speed, speed_curve="",
-               motion_frames: Motion | None = None):
+               motion_frames: Motion | None = None, motion_cfg=1.0):
         settings = SamplerSettings(steps=steps, scheduler=scheduler, reference_cfg=reference_cfg, audio_cfg=audio_cfg,
-                                   seed=seed, frames_per_clip=frames_per_clip, motion_frames=motion_frame_count)
+                                   motion_cfg=motion_cfg, seed=seed, frames_per_clip=frames_per_clip,
+                                   motion_frames=motion_frame_count)
         settings.validate()
         num_frames = audio_embeds.num_frames
         curve = parse_speed_curve(speed_curve or "", num_frames, audio_embeds.fps)

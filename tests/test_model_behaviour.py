@@ -87,6 +87,20 @@ def test_dropped_conditions_in_a_batch_equal_absent_conditions(model):
     assert (bare - full).abs().max() > 1e-3
 
 
+def test_dropped_motion_frames_in_a_batch_equal_zero_motion_maps(model):
+    """Motion guidance batching: a row with motion_keep False sees what a first clip sees."""
+    x = inputs()
+    with torch.no_grad():
+        motion = model.motion_features(x["motion_latents"])
+        batched = model.condition(F_, motion=motion, motion_keep=torch.tensor([False, True]), num_motion=N_)
+        out = model.denoise(x["noisy"].expand(2, -1, -1, -1, -1), 500, batched)
+        zero = model.denoise(x["noisy"], 500, model.condition(F_, num_motion=N_))
+        kept = model.denoise(x["noisy"], 500, model.condition(F_, motion=motion, num_motion=N_))
+    torch.testing.assert_close(out[0:1], zero, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out[1:2], kept, atol=1e-5, rtol=1e-4)
+    assert (zero - kept).abs().max() > 1e-3
+
+
 def test_cross_reference_attention_reading():
     model = tiny_model(reference_attention="cross")
     x = inputs()

@@ -273,6 +273,13 @@ def test_motion_frames_continue_an_earlier_generation(emo, reference, embeds, po
     assert torch.equal(first, fresh) and not torch.equal(fresh[:4], continued[:4])  # the first clip continues
 
 
+def test_motion_cfg_changes_only_the_clips_that_have_motion_frames(emo, reference, embeds):
+    f = SAMPLER["frames_per_clip"]
+    plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]
+    guided = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, motion_cfg=3.0)[0]
+    assert torch.equal(plain[:f], guided[:f]) and not torch.equal(plain[f:], guided[f:])
+
+
 def test_sampler_settings_are_checked(emo, reference, embeds):
     with pytest.raises(InputError, match="steps must be >= 1"):
         node("EMO_Sampler").sample(emo, reference, embeds[0], **{**SAMPLER, "steps": 0})

@@ -83,14 +83,24 @@ def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, mon
         calls.clear()
         generate(model, F_, steps=3, settings=SamplerSettings(steps=3, reference_cfg=ref_cfg, audio_cfg=audio_cfg))
         assert calls == [batch] * 3
+    # motion guidance adds a branch from the second clip on: the first has no motion frames to follow
+    calls.clear()
+    generate(model, 2 * F_, steps=3, settings=SamplerSettings(steps=3, reference_cfg=2.0, audio_cfg=3.0, motion_cfg=2.0))
+    assert calls == [3] * 3 + [4] * 3
 
 
 def test_guidance_formula():
     u, r, f = torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([4.0])
-    assert guidance_branches(2.0, 3.0) == [(False, False), (True, False), (True, True)]
+    assert guidance_branches(2.0, 3.0) == [(False, False, True), (True, False, True), (True, True, True)]
     out = combine_guidance(torch.stack([u, r, f]), 2.0, 3.0)
     torch.testing.assert_close(out[0], u + 2.0 * (r - u) + 3.0 * (f - r))
     torch.testing.assert_close(combine_guidance(torch.stack([r, f]), 1.0, 3.0)[0], r + 3.0 * (f - r))
+    m = torch.tensor([3.5])  # reference and audio, zero motion maps
+    assert guidance_branches(2.0, 3.0, 1.5) == [(False, False, True), (True, False, True), (True, True, False),
+                                                (True, True, True)]
+    out = combine_guidance(torch.stack([u, r, m, f]), 2.0, 3.0, 1.5)
+    torch.testing.assert_close(out[0], u + 2.0 * (r - u) + 3.0 * (f - r) + 0.5 * (f - m))
+    torch.testing.assert_close(combine_guidance(torch.stack([m, f]), 1.0, 1.0, 4.0)[0], m + 4.0 * (f - m))
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m", "unipc", "euler"])

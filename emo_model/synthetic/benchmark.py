@@ -162,15 +162,16 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Runner:
-    def __init__(self, pipeline: EMOPipeline, resolution: int, fps: float, steps: int, seed: int, audio_cfg: float):
+    def __init__(self, pipeline: EMOPipeline, resolution: int, fps: float, steps: int, seed: int, audio_cfg: float,
+                 motion_cfg: float = 1.0):
         self.pipeline, self.resolution, self.fps, self.steps, self.seed = pipeline, resolution, fps, steps, seed
-        self.audio_cfg = audio_cfg
+        self.audio_cfg, self.motion_cfg = audio_cfg, motion_cfg
         self.seconds_per_frame: list[float] = []
 
     def generate(self, clip: EvalClip, *, speed=None, audio_cfg: float | None = None, reuse_motion: bool = True,
                  seed_offset: int = 0, timed: bool = False) -> np.ndarray:
         settings = SamplerSettings(steps=self.steps, audio_cfg=self.audio_cfg if audio_cfg is None else audio_cfg,
-                                   reuse_motion=reuse_motion,
+                                   motion_cfg=self.motion_cfg, reuse_motion=reuse_motion,
                                    seed=self.seed + seed_offset)
         started = time.perf_counter()
         video = self.pipeline(clip.reference, clip.waveform, fps=self.fps, height=self.resolution,
@@ -182,7 +183,8 @@ class Runner:
 
 def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, steps: int = 20,
                   speeds=None, speed_clips: int = 2, seed: int = 0,
-                  audio_cfg: float = SamplerSettings.audio_cfg, audio_encoder=None, log=print) -> dict:
+                  audio_cfg: float = SamplerSettings.audio_cfg, motion_cfg: float = SamplerSettings.motion_cfg,
+                  audio_encoder=None, log=print) -> dict:
     model = load_emo_model(checkpoint)
     vae = load_checkpoint_vae(checkpoint)
     if vae is None:
@@ -197,7 +199,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     fps = config.fps
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
     speeds = default_speeds(data) if speeds is None else tuple(speeds)
-    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg)
+    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg)
     f = config.frames_per_clip
 
     rows: dict[str, dict] = {name: {} for name in ("ground truth renders", "VAE reconstruction (ceiling)",
@@ -247,7 +249,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_medians"] = medians
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
-            "steps": steps, "audio_cfg": audio_cfg, "resolution": resolution, "fps": fps, "speeds": list(speeds),
+            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "resolution": resolution, "fps": fps, "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
 
@@ -285,7 +287,8 @@ def format_table(result: dict) -> str:
     lines += ["", f"Identity gap to the ceiling: {ceiling['psnr'] - full['psnr']:.2f} dB. "
               f"Requested speeds: {', '.join(f'{s:g}' for s in result['speeds'])} deg/frame.",
               f"{result['clips']} held-out clips × {result['seconds']:g} s at {result['resolution']}² and "
-              f"{result['fps']:g} fps, {result['steps']} DDIM steps, audio guidance {result['audio_cfg']:g}; "
+              f"{result['fps']:g} fps, {result['steps']} DDIM steps, audio guidance {result['audio_cfg']:g}, "
+              f"motion guidance {result.get('motion_cfg', 1.0):g}; "
               f"{result['seconds_per_frame']:.3f} s per frame, "
               f"peak memory {result['peak_memory_mb']:.0f} MB ({result['device']})."]
     return "\n".join(lines)
@@ -305,6 +308,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio-cfg", type=float, default=SamplerSettings.audio_cfg,
                         help="audio guidance scale of the generations (the Sampler node's audio_cfg)")
+    parser.add_argument("--motion-cfg", type=float, default=SamplerSettings.motion_cfg,
+                        help="motion-frame guidance scale (the Sampler node's motion_cfg; 1 = off)")
     parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -312,7 +317,7 @@ def main(argv=None) -> int:
         result = run_benchmark(args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps,
                                speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
                                speed_clips=args.speed_clips,
-                               seed=args.seed, audio_cfg=args.audio_cfg, audio_encoder=args.audio_encoder,
+                               seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg, audio_encoder=args.audio_encoder,
                                log=lambda m: print(m, file=sys.stderr))
     except EMOError as e:
         print(f"error: {e}", file=sys.stderr)
