@@ -21,7 +21,8 @@ def to_rgb_tensor(image) -> torch.Tensor:
     """PIL image, numpy array or tensor ([H,W], [H,W,C], [1,H,W,C] 0..1 or uint8) → float [3, H, W]."""
     if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL
         image = np.asarray(image.convert("RGBA") if image.mode in ("P", "LA", "PA") else image)
-    x = torch.as_tensor(np.asarray(image)) if not isinstance(image, torch.Tensor) else image
+    # np.array copies: arrays from PIL are read-only, which torch warns about
+    x = torch.as_tensor(np.array(image)) if not isinstance(image, torch.Tensor) else image
     if x.ndim == 4:
         if x.shape[0] != 1:
             raise InputError(f"expected one reference image, got a batch of {x.shape[0]}")

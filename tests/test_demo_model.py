@@ -128,3 +128,16 @@ def test_demo_training_configs_reproduce_its_geometry():
     assert json.loads(dataclasses.replace(config, fps=25.0).to_json()) == json.loads(model.config.to_json())
     assert model.checkpoint_metadata["training_resolution"] == str(TrainConfig.from_file(
         ROOT / "configs/demo/stage3.json").resolution)
+
+
+def test_demo_vae_hands_the_diffusion_model_unit_scale_latents():
+    """Its scaling_factor is the one the VAE trainer measured (1 / std of its latents, as SD's 0.18215 is
+    for SD's VAE), so the noise schedule meets the signal level it was designed for."""
+    from emo_model.image import prepare_image
+    from emo_model.vae import LatentCodec
+    from PIL import Image
+    assert "scaling_factor" not in json.loads((ROOT / "configs/demo/vae.json").read_text())  # measured, not pinned
+    codec = LatentCodec(load_checkpoint_vae(DEMO))
+    resolution = int(load_emo_model(DEMO).checkpoint_metadata["training_resolution"])
+    latents = codec.encode(prepare_image(Image.open(PORTRAIT), resolution, resolution)[None])
+    assert 0.6 < float(latents.std()) < 1.6, float(latents.std())

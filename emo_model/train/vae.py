@@ -63,7 +63,7 @@ class VAETrainConfig:
     init_vae: str | None = None  # (its geometry is used; the block fields above are then ignored)
     decoder_only: bool = False
     # Latent scaling: None = 1 / std of the trained encoder's latents (as SD found 0.18215); a number
-    # fixes it (the demo model keeps 0.18215, see configs/demo/vae.json). Kept as is when decoder_only.
+    # fixes it. Kept as is when decoder_only.
     scaling_factor: float | None = None
     seed: int = 0
 
