@@ -46,6 +46,10 @@ class SamplerSettings:
             raise InputError(f"frames per clip must be >= 1, got {self.frames_per_clip}")
         if self.motion_frames is not None and self.motion_frames < 0:
             raise InputError(f"motion frames must be >= 0, got {self.motion_frames}")
+        for name in ("reference_cfg", "audio_cfg", "motion_cfg"):
+            scale = getattr(self, name)
+            if not (math.isfinite(scale) and scale >= 0):  # NaN would fill the video with NaNs
+                raise InputError(f"{name} must be a finite number >= 0 (1 = off), got {scale}")
 
 
 @dataclass
@@ -77,10 +81,13 @@ def guidance_branches(reference_cfg: float, audio_cfg: float, motion_cfg: float 
     return branches
 
 
-def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float, motion_cfg: float = 1.0) -> torch.Tensor:
+def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float,
+                     motion_cfg: float = 1.0) -> torch.Tensor:
     """ref + s_audio (full - ref) + (s_ref - 1)(ref - uncond) + (s_motion - 1)(full - no motion), for the
     batch from `guidance_branches` (uncond + s_ref (ref - uncond) + s_audio (full - ref) when s_motion = 1)."""
     branches = guidance_branches(reference_cfg, audio_cfg, motion_cfg)
+    if pred.shape[0] % len(branches):
+        raise ValueError(f"a batch of {pred.shape[0]} does not split into the {len(branches)} guidance branches")
     parts = dict(zip(branches, pred.chunk(len(branches))))
     full = out = parts[(True, True, True)]
     ref = parts.get((True, False, True))
@@ -89,9 +96,9 @@ def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float,
     uncond = parts.get((False, False, True))
     if uncond is not None:
         out = out + (reference_cfg - 1.0) * (ref - uncond)
-    still = parts.get((True, True, False))
-    if still is not None:  # away from what zero motion maps (no previous clip) would give
-        out = out + (motion_cfg - 1.0) * (full - still)
+    no_motion = parts.get((True, True, False))
+    if no_motion is not None:  # away from what zero motion maps (no previous clip) would give
+        out = out + (motion_cfg - 1.0) * (full - no_motion)
     return out
 
 
@@ -169,8 +176,10 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         frames = clip_indices(start, f, num_frames)
         windows = frame_windows(frame_audio, config.audio_window, frames).to(device)
         clip_speed = None if speeds is None else speeds[clip_indices(start - n, n + f, num_frames)][None]
+        motion_keep = flags[2] if motion_cfg != 1.0 else None  # None: no per-row check in every temporal layer
         cond = model.condition(f, reference=reference, reference_keep=flags[0], audio_windows=windows,
-                               audio_keep=flags[1], motion=motion, motion_keep=flags[2], num_motion=n, speed=clip_speed)
+                               audio_keep=flags[1], motion=motion, motion_keep=motion_keep, num_motion=n,
+                               speed=clip_speed)
 
         scheduler.set_timesteps(settings.steps, device=device)
         if clip == 0 or not settings.shared_noise:

@@ -95,7 +95,8 @@ class EMO_Sampler:
             "motion_cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.05,
                                      "tooltip": "Guidance towards the motion frames: each clip follows the one before "
                                                 "more closely, smoother clip boundaries (1 = off; costs one more "
-                                                "batch entry from the second clip on)."}),
+                                                "batch entry, and its memory, on every clip that has motion "
+                                                "frames: from the second on, or all with a motion_frames input)."}),
         }}
 
     def sample(self, emo_model: EMOBundle, reference: Reference, audio_embeds: AudioEmbeds, seed, steps, scheduler,

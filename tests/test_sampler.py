@@ -87,6 +87,12 @@ def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, mon
     calls.clear()
     generate(model, 2 * F_, steps=3, settings=SamplerSettings(steps=3, reference_cfg=2.0, audio_cfg=3.0, motion_cfg=2.0))
     assert calls == [3] * 3 + [4] * 3
+    # ... and none when no clip has motion frames to follow
+    for no_motion in (dict(reuse_motion=False), dict(motion_frames=0)):
+        calls.clear()
+        generate(model, 2 * F_, steps=3, settings=SamplerSettings(steps=3, reference_cfg=2.0, audio_cfg=3.0,
+                                                                   motion_cfg=2.0, **no_motion))
+        assert calls == [3] * 6, no_motion
 
 
 def test_guidance_formula():
@@ -157,3 +163,6 @@ def test_invalid_settings(model):
         generate(model, 4, settings=SamplerSettings(scheduler="nope"))
     with pytest.raises(InputError, match="exceeds"):
         generate(model, 4, settings=SamplerSettings(frames_per_clip=30))
+    for name, bad in [("reference_cfg", -1.0), ("audio_cfg", float("nan")), ("motion_cfg", float("inf"))]:
+        with pytest.raises(InputError, match=name):
+            generate(model, 4, settings=SamplerSettings(**{name: bad}))

@@ -97,9 +97,11 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     assert all(f"| {row} |" in table for row in rows) and "Identity gap to the ceiling" in table
     json_out = tmp_path / "result.json"
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
-                 "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--motion-cfg", "2", "--json", str(json_out)]) == 0
+                 "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--motion-cfg", "2",
+                 "--json", str(json_out)]) == 0
     assert "| EMO (full) |" in capsys.readouterr().out
-    assert json.loads(json_out.read_text())["audio_cfg"] == 5.0 and json.loads(json_out.read_text())["motion_cfg"] == 2.0
+    written = json.loads(json_out.read_text())
+    assert written["audio_cfg"] == 5.0 and written["motion_cfg"] == 2.0
 
 
 def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):

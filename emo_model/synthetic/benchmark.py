@@ -249,7 +249,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_medians"] = medians
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
-            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "resolution": resolution, "fps": fps, "speeds": list(speeds),
+            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "resolution": resolution, "fps": fps,
+            "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
 
@@ -317,7 +318,8 @@ def main(argv=None) -> int:
         result = run_benchmark(args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps,
                                speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
                                speed_clips=args.speed_clips,
-                               seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg, audio_encoder=args.audio_encoder,
+                               seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
+                               audio_encoder=args.audio_encoder,
                                log=lambda m: print(m, file=sys.stderr))
     except EMOError as e:
         print(f"error: {e}", file=sys.stderr)
