@@ -107,6 +107,8 @@ def test_guidance_formula():
     out = combine_guidance(torch.stack([u, r, m, f]), 2.0, 3.0, 1.5)
     torch.testing.assert_close(out[0], u + 2.0 * (r - u) + 3.0 * (f - r) + 0.5 * (f - m))
     torch.testing.assert_close(combine_guidance(torch.stack([m, f]), 1.0, 1.0, 4.0)[0], m + 4.0 * (f - m))
+    with pytest.raises(ValueError, match="guidance branches"):  # 3 predictions for the 4 branches
+        combine_guidance(torch.stack([u, r, f]), 2.0, 3.0, 1.5)
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m", "unipc", "euler"])
