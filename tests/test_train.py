@@ -352,3 +352,33 @@ def test_resuming_a_run_saved_before_a_new_setting_does_not_warn(dataset, caplog
         assert not caplog.records
         _warn_changes({**saved, "lr": 1.0}, cfg)
     assert "['lr']" in caplog.text
+
+
+def test_learning_rate_schedules():
+    from emo_model.train.trainer import learning_rate
+    constant = TrainConfig.from_dict({"stage": 1, "data": ["d"], "output_dir": "o", "lr": 1e-3, "lr_warmup_steps": 10,
+                                      "max_steps": 110})
+    cosine = TrainConfig.from_dict({**json.loads(constant.to_json()), "lr_schedule": "cosine"})
+    warm = [learning_rate(constant, s) for s in range(10)]
+    assert warm == [learning_rate(cosine, s) for s in range(10)] and warm[0] == pytest.approx(1e-4) and warm[-1] == 1e-3
+    assert {learning_rate(constant, s) for s in range(10, 110)} == {1e-3}
+    decay = [learning_rate(cosine, s) for s in range(10, 110)]
+    assert decay[0] == 1e-3 and decay[50] == pytest.approx(5e-4) and 0 < decay[-1] < 1e-6
+    assert all(b < a for a, b in zip(decay, decay[1:]))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig.from_dict({"stage": 1, "data": ["d"], "output_dir": "o", "lr_schedule": "step"})
+
+
+def test_cosine_schedule_trains_and_resuming_warns_when_max_steps_reshapes_it(dataset, vae_checkpoint, tmp_path, caplog):
+    from emo_model.train.trainer import _warn_changes
+    final = train(config(dataset, tmp_path / "cos", 1, init_checkpoint=str(vae_checkpoint), max_steps=4,
+                         lr_schedule="cosine"))
+    logged = [row["lr"] for row in LossLog(final.parent / "loss.jsonl").read()]
+    assert logged == pytest.approx([2e-3, 2e-3 * 0.5 * (1 + np.cos(np.pi / 4)), 1e-3, 2e-3 * 0.5 * (1 + np.cos(3 * np.pi / 4))])
+    with caplog.at_level("WARNING", logger="emo_model.train"):
+        constant = config(dataset, "out", 1)
+        _warn_changes({**json.loads(constant.to_json()), "max_steps": 99}, constant)
+        assert not caplog.records  # a constant rate does not depend on where the run ends
+        cosine = config(dataset, "out", 1, lr_schedule="cosine")
+        _warn_changes({**json.loads(cosine.to_json()), "max_steps": 99}, cosine)
+    assert "['max_steps']" in caplog.text

@@ -81,3 +81,5 @@ def test_bad_vae_configs_are_refused(tmp_path, dataset):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "b", colour="red"))
     with pytest.raises(ConfigError, match="norm_num_groups"):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "c", block_out_channels=[8, 12, 16]))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "d", lr_schedule="linear"))

@@ -18,6 +18,7 @@ from .freeze import GROUPS
 
 GEOMETRIES = ("tiny", "sd15")
 PRECISIONS = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(EMOError, ValueError):
@@ -62,7 +63,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     max_steps: int = 1000                  # optimizer steps
     lr: float = 1e-5
-    lr_warmup_steps: int = 0               # linear warm-up, then constant
+    lr_warmup_steps: int = 0               # linear warm-up, then lr_schedule
+    lr_schedule: str = "constant"          # constant | cosine (to 0 at max_steps: a short run ends annealed)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
@@ -133,6 +135,7 @@ class TrainConfig:
         need(self.trainable is None or (bool(self.trainable) and set(self.trainable) <= set(GROUPS)),
              f"trainable must be null or a non-empty list of {list(GROUPS)}, got {self.trainable!r}")
         need(self.lr > 0, "lr must be > 0")
+        need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
         need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")

@@ -8,7 +8,8 @@ the step and the loss-log accumulator; checkpoints are taken at step boundaries 
 gradients), and a killed run resumed from its last checkpoint redoes exactly the lost steps and
 ends bitwise equal to an uninterrupted run (same hardware, same process count).
 
-The learning rate is a pure function of the step (linear warm-up, then constant): no scheduler state.
+The learning rate is a pure function of the step (linear warm-up, then constant or a cosine decay to
+0 at max_steps): no scheduler state.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +49,16 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    if config.lr_warmup_steps <= 0:
-        return config.lr
-    return config.lr * min(1.0, (step + 1) / config.lr_warmup_steps)
+    """The rate of optimizer step `step` (0-based). Cosine: from lr at the end of the warm-up towards 0
+    at max_steps; annealing settles the weights that a constant rate leaves noisy (usually a lower final
+    loss for the same steps)."""
+    warmup = max(config.lr_warmup_steps, 0)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.lr_schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, config.max_steps - warmup))
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.lr
 
 
 @torch.enable_grad()  # whatever mode the caller is in (e.g. a host that runs everything under no_grad)
@@ -179,7 +188,8 @@ def _warn_changes(saved: dict, config: TrainConfig) -> None:
     now = json.loads(config.to_json())
     # A field added after the checkpoint was saved counts as its default (what that run used).
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    changed = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k, defaults.get(k)) != now[k])
+    free = _RESUME_FREE if now.get("lr_schedule") == "constant" else _RESUME_FREE - {"max_steps"}  # it shapes a decay
+    changed = sorted(k for k in now if k not in free and saved.get(k, defaults.get(k)) != now[k])
     if changed:
         log.warning("resuming with changed settings %s: the run will differ from an uninterrupted one", changed)
 

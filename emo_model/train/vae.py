@@ -33,7 +33,7 @@ from diffusers import AutoencoderKL
 from ..checkpoint import load_checkpoint_vae, save_vae_file
 from ..data import load_index, read_clip_frames
 from ..errors import EMOError
-from .config import ConfigError, apply_overrides
+from .config import LR_SCHEDULES, ConfigError, apply_overrides
 from .loss_log import LossLog, plot_losses
 from .trainer import learning_rate, step_generator
 
@@ -54,6 +54,7 @@ class VAETrainConfig:
     max_steps: int = 2000
     lr: float = 1e-3
     lr_warmup_steps: int = 50
+    lr_schedule: str = "constant"  # constant | cosine (as TrainConfig)
     kl_weight: float = 1e-6
     log_every: int = 25
     threads: int | None = None  # torch intra-op threads; None = torch's default
@@ -91,6 +92,8 @@ class VAETrainConfig:
             raise ConfigError("decoder_only fine-tunes a trained VAE: set init_vae")
         if any(c % config.norm_num_groups for c in config.block_out_channels):
             raise ConfigError(f"every block width must be a multiple of norm_num_groups={config.norm_num_groups}")
+        if config.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
         return config
 
     def vae_config(self) -> dict:
