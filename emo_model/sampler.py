@@ -3,7 +3,10 @@
 Per video: ReferenceNet on the reference latents once, the Face Locator once. Per clip of f
 frames: ReferenceNet on the last n latents of the previous clip (zero maps for the first), the
 audio projection and speed encoding once, then `steps` Backbone calls with every guidance branch
-in one batch. Each finished clip is decoded, moved to the CPU as uint8 and yielded, so only one
+in one batch. With `overlap_frames` o > 0 (not in the paper), a clip that continues earlier frames
+spends its first o slots on the last o finished frames, held at each step's noise level (the
+"replacement" method of Ho et al. 2022, Video Diffusion Models, for extending a video), so its f - o
+new frames are denoised together with the frames they follow instead of meeting them at a boundary. Each finished clip is decoded, moved to the CPU as uint8 and yielded, so only one
 clip ever lives on the accelerator. Noise comes from a seeded CPU generator: the same seed gives
 the same video on any device.
 """
@@ -37,6 +40,9 @@ class SamplerSettings:
     # True: every clip starts from the first clip's noise, so the choices the noise drives (shading,
     # texture) repeat from clip to clip instead of jumping at each boundary. False: fresh noise per clip.
     shared_noise: bool = False
+    # o > 0: each clip after the first re-denoises the previous clip's last o frames (held to the finished
+    # latents at every step's noise level) with f - o new ones; smoother boundaries for f / (f - o) the compute
+    overlap_frames: int = 0
     schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing
 
     def validate(self):
@@ -46,6 +52,8 @@ class SamplerSettings:
             raise InputError(f"frames per clip must be >= 1, got {self.frames_per_clip}")
         if self.motion_frames is not None and self.motion_frames < 0:
             raise InputError(f"motion frames must be >= 0, got {self.motion_frames}")
+        if self.overlap_frames < 0 or (self.frames_per_clip is not None and self.overlap_frames >= self.frames_per_clip):
+            raise InputError(f"overlap frames must be >= 0 and fewer than the frames per clip, got {self.overlap_frames}")
         for name in ("reference_cfg", "audio_cfg", "motion_cfg"):
             scale = getattr(self, name)
             if not (math.isfinite(scale) and scale >= 0):  # NaN would fill the video with NaNs
@@ -107,6 +115,18 @@ def clip_indices(start: int, length: int, total: int) -> torch.Tensor:
     return torch.arange(start, start + length).clamp(0, total - 1)
 
 
+def clip_plan(num_frames: int, frames_per_clip: int, overlap: int = 0, continuing: bool = False) -> list[tuple[int, int]]:
+    """(first new frame, overlapped earlier frames) of every clip. A clip that continues earlier frames
+    (`continuing` for the first: initial motion was given) holds `overlap` of them and makes f - overlap new ones."""
+    if not 0 <= overlap < frames_per_clip:
+        raise InputError(f"overlap frames must be >= 0 and fewer than the {frames_per_clip} frames per clip, got {overlap}")
+    plan, start, known = [], 0, overlap if continuing else 0
+    while start < num_frames:
+        plan.append((start, known))
+        start, known = start + frames_per_clip - known, overlap
+    return plan
+
+
 def speed_curve(speed, num_frames: int) -> torch.Tensor:
     """A constant or a per-frame head speed (degrees per frame) → [num_frames] float."""
     curve = torch.as_tensor(speed, dtype=torch.float32).flatten()
@@ -159,23 +179,26 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         face_mask = torch.ones(1, 1, h * config.vae_scale_factor, w * config.vae_scale_factor)
     face = model.face_features(face_mask.to(device, dtype))
     speeds = None if speed is None else speed_curve(speed, num_frames)
-    previous = None if initial_motion is None or n == 0 else initial_motion[-n:].to(device, dtype)[None]
-    num_clips = math.ceil(num_frames / f)
+    o = settings.overlap_frames if settings.reuse_motion else 0  # without reuse nothing is continued
+    history = n + o  # finished latents a clip continues from: n motion frames, then o overlapped ones
+    previous = None if initial_motion is None or history == 0 else initial_motion[-history:].to(device, dtype)[None]
+    plan = clip_plan(num_frames, f, o, continuing=previous is not None)
     latent_shape = (1, f, *reference_latents.shape[1:])
 
-    for clip in range(num_clips):
-        start = clip * f
-        motion = None
+    for clip, (start, known) in enumerate(plan):
+        motion = held = None
         if previous is not None:
-            if previous.shape[1] < n:  # fewer earlier frames than n: repeat the first
-                previous = torch.cat([previous[:, :1].expand(-1, n - previous.shape[1], -1, -1, -1), previous], 1)
-            motion = model.motion_features(previous)
+            if previous.shape[1] < history:  # fewer earlier frames than needed: repeat the first
+                previous = torch.cat([previous[:, :1].expand(-1, history - previous.shape[1], -1, -1, -1), previous], 1)
+            if n:
+                motion = model.motion_features(previous[:, :n])
+            held = previous[:, n:n + known]
         motion_cfg = 1.0 if motion is None else settings.motion_cfg  # the first clip has nothing to follow
         branches = guidance_branches(settings.reference_cfg, settings.audio_cfg, motion_cfg)
         flags = torch.tensor(branches, device=device).T  # [3, branches]: keep reference, audio, motion
-        frames = clip_indices(start, f, num_frames)
-        windows = frame_windows(frame_audio, config.audio_window, frames).to(device)
-        clip_speed = None if speeds is None else speeds[clip_indices(start - n, n + f, num_frames)][None]
+        first = start - known  # the clip's first slot, an overlapped frame when known > 0
+        windows = frame_windows(frame_audio, config.audio_window, clip_indices(first, f, num_frames)).to(device)
+        clip_speed = None if speeds is None else speeds[clip_indices(first - n, n + f, num_frames)][None]
         motion_keep = flags[2] if motion_cfg != 1.0 else None  # None: no per-row check in every temporal layer
         cond = model.condition(f, reference=reference, reference_keep=flags[0], audio_windows=windows,
                                audio_keep=flags[1], motion=motion, motion_keep=motion_keep, num_motion=n,
@@ -185,15 +208,18 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         if clip == 0 or not settings.shared_noise:
             noise = torch.randn(latent_shape, generator=generator)
         latents = noise.to(device, dtype) * scheduler.init_noise_sigma
+        held_noise = noise[:, :known].to(device, dtype)
         for step, t in enumerate(scheduler.timesteps):
+            if known:  # the overlapped slots are the finished frames at this step's noise level
+                latents[:, :known] = scheduler.add_noise(held, held_noise, t.reshape(1)).to(dtype)
             model_in = scheduler.scale_model_input(latents, t).expand(len(branches), *latent_shape[1:])
             pred = combine_guidance(model.denoise(model_in, t, cond, face), settings.reference_cfg, settings.audio_cfg,
                                     motion_cfg)
             latents = scheduler.step(pred.to(latents.dtype), t, latents).prev_sample
             if callback is not None:
-                callback(StepInfo(clip, num_clips, step, len(scheduler.timesteps), latents))
+                callback(StepInfo(clip, len(plan), step, len(scheduler.timesteps), latents))
 
-        keep = min(f, num_frames - start)
-        if n and settings.reuse_motion:
-            previous = latents[:, :keep][:, -n:]
-        yield ClipResult(clip, decode(latents[0, :keep]), latents[0, :keep].float().cpu())
+        new = latents[:, known:known + min(f - known, num_frames - start)]
+        if history and settings.reuse_motion:
+            previous = new[:, -history:] if previous is None else torch.cat([previous, new], 1)[:, -history:]
+        yield ClipResult(clip, decode(new[0]), new[0].float().cpu())

@@ -6,7 +6,7 @@ import re
 import torch
 
 from ..emo_model.errors import InputError
-from ..emo_model.sampler import SamplerSettings, sample_clips
+from ..emo_model.sampler import SamplerSettings, clip_plan, sample_clips
 from ..emo_model.schedulers import SCHEDULERS
 from . import host
 from .bundle import EMO_AUDIO_EMBEDS, EMO_MODEL, EMO_MOTION, EMO_REFERENCE, AudioEmbeds, EMOBundle, Motion, Reference
@@ -97,19 +97,24 @@ class EMO_Sampler:
                                                 "more closely, smoother clip boundaries (1 = off; costs one more "
                                                 "batch entry, and its memory, on every clip that has motion "
                                                 "frames: from the second on, or all with a motion_frames input)."}),
+            "overlap_frames": ("INT", {"default": 0, "min": 0, "max": 63,
+                                       "tooltip": "Each clip re-denoises this many of the previous clip's last frames "
+                                                  "(held to them) with its new ones, so it starts where the last one "
+                                                  "ended: smoother clip boundaries for frames_per_clip / "
+                                                  "(frames_per_clip - overlap) the compute. Not in the paper. 0 = off."}),
         }}
 
     def sample(self, emo_model: EMOBundle, reference: Reference, audio_embeds: AudioEmbeds, seed, steps, scheduler,
                reference_cfg, audio_cfg, frames_per_clip, motion_frame_count, speed, speed_curve="",
-               motion_frames: Motion | None = None, motion_cfg=1.0):
+               motion_frames: Motion | None = None, motion_cfg=1.0, overlap_frames=0):
         settings = SamplerSettings(steps=steps, scheduler=scheduler, reference_cfg=reference_cfg, audio_cfg=audio_cfg,
                                    motion_cfg=motion_cfg, seed=seed, frames_per_clip=frames_per_clip,
-                                   motion_frames=motion_frame_count)
+                                   motion_frames=motion_frame_count, overlap_frames=overlap_frames)
         settings.validate()
         num_frames = audio_embeds.num_frames
         curve = parse_speed_curve(speed_curve or "", num_frames, audio_embeds.fps)
         speeds = curve if curve is not None else (None if speed < 0 else float(speed))
-        clips = -(-num_frames // frames_per_clip)
+        clips = len(clip_plan(num_frames, frames_per_clip, overlap_frames, continuing=motion_frames is not None))
         progress = host.Progress(clips * steps)
 
         def on_step(info):

@@ -280,6 +280,22 @@ def test_motion_cfg_changes_only_the_clips_that_have_motion_frames(emo, referenc
     assert torch.equal(plain[:f], guided[:f]) and not torch.equal(plain[f:], guided[f:])
 
 
+def test_overlap_frames_keep_the_length_and_change_only_the_clips_after_the_first(emo, reference, embeds):
+    f, seen = SAMPLER["frames_per_clip"], []
+    plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]
+    host.configure(progress=lambda done, total: seen.append((done, total)))
+    try:
+        overlapped = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, overlap_frames=2)[0]
+    finally:
+        host.configure(progress=None)
+    assert overlapped.shape == plain.shape
+    assert torch.equal(plain[:f], overlapped[:f]) and not torch.equal(plain[f:], overlapped[f:])
+    clips = 1 + -(-(embeds[0].num_frames - f) // (f - 2))  # f new frames, then f - 2 per clip
+    assert seen[-1] == (clips * SAMPLER["steps"], clips * SAMPLER["steps"])
+    with pytest.raises(InputError, match="overlap"):
+        node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, overlap_frames=f)
+
+
 def test_sampler_settings_are_checked(emo, reference, embeds):
     with pytest.raises(InputError, match="steps must be >= 1"):
         node("EMO_Sampler").sample(emo, reference, embeds[0], **{**SAMPLER, "steps": 0})

@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from emo_model.errors import InputError
-from emo_model.sampler import SamplerSettings, combine_guidance, guidance_branches, sample_clips, speed_curve
+from emo_model.audio.features import frame_windows
+from emo_model.sampler import (SamplerSettings, clip_indices, clip_plan, combine_guidance, guidance_branches, sample_clips,
+                             speed_curve)
+from emo_model.schedulers import make_scheduler
 from helpers import tiny_model
 
 F_ = 8  # tiny geometry frames per clip
@@ -70,6 +73,49 @@ def test_shared_noise_starts_every_clip_from_the_first_clips_noise(model):
     assert not torch.equal(fresh[0].latents, fresh[1].latents)
 
 
+def test_clip_plan():
+    assert clip_plan(19, 8) == [(0, 0), (8, 0), (16, 0)]
+    assert clip_plan(19, 8, 2) == [(0, 0), (8, 2), (14, 2)]
+    assert clip_plan(19, 8, 2, continuing=True) == [(0, 2), (6, 2), (12, 2), (18, 2)]
+    assert clip_plan(8, 8, 3) == [(0, 0)]
+    with pytest.raises(InputError, match="overlap"):
+        clip_plan(19, 8, 8)
+
+
+def test_overlap_holds_the_previous_frames_at_each_steps_noise_level(model, monkeypatch):
+    """Clip 1 spends its first o slots on clip 0's last o latents, noised to every step's level with its own noise,
+    and its audio windows and outputs are those of the frames in the slots."""
+    o, frames = 3, 2 * F_ + 1
+    audio = torch.randn(frames, 5, 384)
+    inputs, windows = [], []
+    denoise, condition = model.denoise, model.condition
+    monkeypatch.setattr(model, "denoise", lambda x, t, c, f=None: (inputs.append((x.clone(), t)), denoise(x, t, c, f))[1])
+    monkeypatch.setattr(model, "condition", lambda f, **kw: (windows.append(kw["audio_windows"]), condition(f, **kw))[1])
+    settings = SamplerSettings(steps=3, scheduler="ddim", overlap_frames=o, reference_cfg=1.0, audio_cfg=1.0)
+    clips = generate(model, frames, frame_audio=audio, settings=settings)
+    assert [c.frames.shape[0] for c in clips] == [F_, F_ - o, 1 + o]  # 8 new, then 5 new, then the last 1
+    assert torch.equal(windows[1], frame_windows(audio, model.config.audio_window, clip_indices(F_ - o, F_, frames)))
+    generator = torch.Generator().manual_seed(settings.seed)
+    _, noise1 = torch.randn(1, F_, 4, 16, 16, generator=generator), torch.randn(1, F_, 4, 16, 16, generator=generator)
+    scheduler = make_scheduler("ddim", model.config.noise)
+    scheduler.set_timesteps(3)
+    for x, t in inputs[3:6]:  # clip 1
+        expected = scheduler.add_noise(clips[0].latents[None, -o:], noise1[:, :o], t.reshape(1))
+        torch.testing.assert_close(x[:, :o], expected)
+    without = generate(model, frames, frame_audio=audio, settings=SamplerSettings(steps=3, reference_cfg=1.0, audio_cfg=1.0))
+    assert torch.equal(without[0].latents, clips[0].latents)  # the first clip has nothing to overlap
+
+
+def test_overlap_continues_initial_motion_even_without_motion_frames(model):
+    settings = SamplerSettings(steps=2, motion_frames=0, overlap_frames=2)
+    a = generate(model, F_, settings=settings, initial_motion=torch.randn(4, 4, 16, 16))
+    b = generate(model, F_, settings=settings, initial_motion=torch.randn(4, 4, 16, 16))
+    assert [c.frames.shape[0] for c in a] == [F_ - 2, 2]
+    assert not torch.equal(a[0].latents, b[0].latents)
+    fresh = SamplerSettings(steps=2, overlap_frames=2, reuse_motion=False)  # no hand-over: nothing to overlap
+    assert [c.frames.shape[0] for c in generate(model, 2 * F_, settings=fresh)] == [F_, F_]
+
+
 def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, monkeypatch):
     calls = []
     original = model.denoise
@@ -117,6 +163,8 @@ def test_schedulers(model, scheduler):
                                schedule_overrides={"prediction_type": "v_prediction", "rescale_betas_zero_snr": True})
     (clip,) = generate(model, 4, settings=settings)
     assert torch.isfinite(clip.latents).all()
+    settings.overlap_frames = 2  # held slots re-noised through each scheduler's add_noise
+    assert all(torch.isfinite(c.latents).all() for c in generate(model, F_ + 2, settings=settings))
 
 
 def test_callback_sees_every_step_and_can_cancel(model):
@@ -165,6 +213,9 @@ def test_invalid_settings(model):
         generate(model, 4, settings=SamplerSettings(scheduler="nope"))
     with pytest.raises(InputError, match="exceeds"):
         generate(model, 4, settings=SamplerSettings(frames_per_clip=30))
+    for bad in (-1, 8):
+        with pytest.raises(InputError, match="overlap"):
+            generate(model, 2 * F_, settings=SamplerSettings(overlap_frames=bad, frames_per_clip=8 if bad > 0 else None))
     for name, bad in [("reference_cfg", -1.0), ("audio_cfg", float("nan")), ("motion_cfg", float("inf"))]:
         with pytest.raises(InputError, match=name):
             generate(model, 4, settings=SamplerSettings(**{name: bad}))

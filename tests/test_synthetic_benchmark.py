@@ -65,6 +65,9 @@ def test_frame_change_psnr_and_ssim():
     frames[1::4] += 2
     across, within = frame_changes(frames, 4)
     assert across > 30 and within < 3
+    assert frame_changes(frames, [0, 4]) == (across, within)
+    across, within = frame_changes(frames, [0, 2])  # clips that start elsewhere see other boundaries
+    assert across == pytest.approx(2) and within > 5
     assert psnr(frames, frames) > 90 and ssim(frames, frames) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="boundary"):
         frame_changes(frames[:3], 4)
@@ -98,10 +101,11 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     json_out = tmp_path / "result.json"
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
                  "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--motion-cfg", "2",
-                 "--json", str(json_out)]) == 0
+                 "--overlap", "1", "--json", str(json_out)]) == 0
     assert "| EMO (full) |" in capsys.readouterr().out
     written = json.loads(json_out.read_text())
-    assert written["audio_cfg"] == 5.0 and written["motion_cfg"] == 2.0
+    assert written["audio_cfg"] == 5.0 and written["motion_cfg"] == 2.0 and written["overlap"] == 1
+    assert "overlap 1 frames" in format_table(written)
 
 
 def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):

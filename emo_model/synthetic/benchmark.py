@@ -12,7 +12,7 @@ the Face Locator gets the clip's face region. Runs and what they measure (see me
   frames and the ground truth from the audio (the generator's mouth rule), averaged over clips;
   identity = PSNR / SSIM against ground-truth renders of the same identity holding the reference
   pose and moving only the mouth (eyes open); continuity = mean frame change across clip
-  boundaries / within clips.
+  boundaries / within clips (boundaries where the sampler starts a clip, `--overlap` included).
 - the model's ceiling: the same renders through the model's own VAE (encode → decode).
 - speed sweep: requested head speeds (`--speeds`, degrees per frame; default five from 0 to the split's
   largest training speed, `--max-speed` of the generator) on `--speed-clips` portraits;
@@ -45,7 +45,7 @@ from ..checkpoint import load_checkpoint_vae, load_emo_model
 from ..data import load_index, read_clip, read_clip_frames
 from ..errors import EMOError, InputError
 from ..pipeline import EMOPipeline
-from ..sampler import SamplerSettings
+from ..sampler import SamplerSettings, clip_plan
 from ..train.data import face_region_mask
 from .identity import Identity
 from .measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
@@ -163,16 +163,16 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 class Runner:
     def __init__(self, pipeline: EMOPipeline, resolution: int, fps: float, steps: int, seed: int, audio_cfg: float,
-                 motion_cfg: float = 1.0):
+                 motion_cfg: float = 1.0, overlap: int = 0):
         self.pipeline, self.resolution, self.fps, self.steps, self.seed = pipeline, resolution, fps, steps, seed
-        self.audio_cfg, self.motion_cfg = audio_cfg, motion_cfg
+        self.audio_cfg, self.motion_cfg, self.overlap = audio_cfg, motion_cfg, overlap
         self.seconds_per_frame: list[float] = []
 
     def generate(self, clip: EvalClip, *, speed=None, audio_cfg: float | None = None, reuse_motion: bool = True,
                  seed_offset: int = 0, timed: bool = False) -> np.ndarray:
         settings = SamplerSettings(steps=self.steps, audio_cfg=self.audio_cfg if audio_cfg is None else audio_cfg,
                                    motion_cfg=self.motion_cfg, reuse_motion=reuse_motion,
-                                   seed=self.seed + seed_offset)
+                                   overlap_frames=self.overlap, seed=self.seed + seed_offset)
         started = time.perf_counter()
         video = self.pipeline(clip.reference, clip.waveform, fps=self.fps, height=self.resolution,
                               width=self.resolution, face_mask=clip.face_mask, speed=speed, settings=settings)
@@ -184,7 +184,7 @@ class Runner:
 def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, steps: int = 20,
                   speeds=None, speed_clips: int = 2, seed: int = 0,
                   audio_cfg: float = SamplerSettings.audio_cfg, motion_cfg: float = SamplerSettings.motion_cfg,
-                  audio_encoder=None, log=print) -> dict:
+                  overlap: int = SamplerSettings.overlap_frames, audio_encoder=None, log=print) -> dict:
     model = load_emo_model(checkpoint)
     vae = load_checkpoint_vae(checkpoint)
     if vae is None:
@@ -199,7 +199,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     fps = config.fps
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
     speeds = default_speeds(data) if speeds is None else tuple(speeds)
-    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg)
+    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg, overlap)
     f = config.frames_per_clip
 
     rows: dict[str, dict] = {name: {} for name in ("ground truth renders", "VAE reconstruction (ceiling)",
@@ -222,11 +222,12 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         add("VAE reconstruction (ceiling)", "psnr", psnr(ceiling, truth))
         add("VAE reconstruction (ceiling)", "ssim", ssim(ceiling, truth))
         add("VAE reconstruction (ceiling)", "lip_sync", measures.lip_sync(ceiling))
-        for row, frames in (("EMO (full)", full), ("no audio", silent), ("no motion frames", no_motion)):
+        for row, frames, held in (("EMO (full)", full, overlap), ("no audio", silent, overlap),
+                                  ("no motion frames", no_motion, 0)):  # nothing to overlap without motion reuse
             add(row, "lip_sync", measures.lip_sync(frames))
             add(row, "psnr", psnr(frames, truth))
             add(row, "ssim", ssim(frames, truth))
-            across, within = frame_changes(frames, f)
+            across, within = frame_changes(frames, [start for start, _ in clip_plan(len(frames), f, held)])
             add(row, "continuity", across / max(within, 1e-6))
 
     sweeps = {"ground truth renders": [], "EMO (full)": [], "no speed layers": []}
@@ -249,7 +250,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_medians"] = medians
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
-            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "resolution": resolution, "fps": fps,
+            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap, "resolution": resolution, "fps": fps,
             "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
@@ -289,7 +290,7 @@ def format_table(result: dict) -> str:
               f"Requested speeds: {', '.join(f'{s:g}' for s in result['speeds'])} deg/frame.",
               f"{result['clips']} held-out clips × {result['seconds']:g} s at {result['resolution']}² and "
               f"{result['fps']:g} fps, {result['steps']} DDIM steps, audio guidance {result['audio_cfg']:g}, "
-              f"motion guidance {result.get('motion_cfg', 1.0):g}; "
+              f"motion guidance {result.get('motion_cfg', 1.0):g}, overlap {result.get('overlap', 0)} frames; "
               f"{result['seconds_per_frame']:.3f} s per frame, "
               f"peak memory {result['peak_memory_mb']:.0f} MB ({result['device']})."]
     return "\n".join(lines)
@@ -311,6 +312,8 @@ def main(argv=None) -> int:
                         help="audio guidance scale of the generations (the Sampler node's audio_cfg)")
     parser.add_argument("--motion-cfg", type=float, default=SamplerSettings.motion_cfg,
                         help="motion-frame guidance scale (the Sampler node's motion_cfg; 1 = off)")
+    parser.add_argument("--overlap", type=int, default=SamplerSettings.overlap_frames,
+                        help="frames each clip re-denoises from the previous one (the Sampler node's overlap_frames)")
     parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -319,7 +322,7 @@ def main(argv=None) -> int:
                                speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
                                speed_clips=args.speed_clips,
                                seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
-                               audio_encoder=args.audio_encoder,
+                               overlap=args.overlap, audio_encoder=args.audio_encoder,
                                log=lambda m: print(m, file=sys.stderr))
     except EMOError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -101,15 +101,17 @@ def head_speed(roll: np.ndarray, smooth: int = 5) -> float:
     return float(np.abs(np.diff(track)).mean())
 
 
-def frame_changes(frames: np.ndarray, clip_length: int) -> tuple[float, float]:
-    """(mean change across clip boundaries, mean change within clips) of uint8 frames [N, H, W, 3]
-    generated in clips of `clip_length`: change t = mean |frame t − frame t−1|, boundary when t % f == 0."""
+def frame_changes(frames: np.ndarray, clip_starts) -> tuple[float, float]:
+    """(mean change across clip boundaries, mean change within clips) of uint8 frames [N, H, W, 3].
+    change t = mean |frame t − frame t−1|; t is a boundary when a clip starts there. `clip_starts`: the
+    first frame of every clip, or an int f for clips of f frames."""
     diffs = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
     t = np.arange(1, len(frames))
-    boundary = t % clip_length == 0
+    starts = range(0, len(frames), clip_starts) if isinstance(clip_starts, int) else clip_starts
+    boundary = np.isin(t, list(starts))
     if not boundary.any() or boundary.all():
-        raise ValueError(f"{len(frames)} frames in clips of {clip_length}: need at least one boundary and one "
-                         "within-clip pair")
+        raise ValueError(f"{len(frames)} frames in clips starting at {list(starts)}: need at least one boundary "
+                         "and one within-clip pair")
     return float(diffs[boundary].mean()), float(diffs[~boundary].mean())
 
 
