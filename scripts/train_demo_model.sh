@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the bundled demo model models/emo/emo-demo.safetensors from nothing but this repository
-# (synthetic data, our VAE trainer, our three-stage EMO trainer). About 75 minutes on a 2-core CPU; a
+# (synthetic data, our VAE trainer, our three-stage EMO trainer). About 80 minutes on a 2-core CPU; a
 # GPU is used when there is one. Run from anywhere; everything is written under runs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
