@@ -6,8 +6,9 @@ audio projection and speed encoding once, then `steps` Backbone calls with every
 in one batch. With `overlap_frames` o > 0 (not in the paper), a clip that continues earlier frames
 spends its first o slots on the last o finished frames, held at each step's noise level (the
 "replacement" method of Ho et al. 2022, Video Diffusion Models, for extending a video), so its f - o
-new frames are denoised together with the frames they follow instead of meeting them at a boundary. Each finished clip is decoded, moved to the CPU as uint8 and yielded, so only one
-clip ever lives on the accelerator. Noise comes from a seeded CPU generator: the same seed gives
+new frames are denoised together with the frames they follow instead of meeting them at a boundary.
+Each finished clip is decoded, moved to the CPU as uint8 and yielded, so only one clip ever lives on
+the accelerator. Noise comes from a seeded CPU generator: the same seed gives
 the same video on any device.
 """
 from __future__ import annotations
@@ -115,15 +116,19 @@ def clip_indices(start: int, length: int, total: int) -> torch.Tensor:
     return torch.arange(start, start + length).clamp(0, total - 1)
 
 
-def clip_plan(num_frames: int, frames_per_clip: int, overlap: int = 0, continuing: bool = False) -> list[tuple[int, int]]:
-    """(first new frame, overlapped earlier frames) of every clip. A clip that continues earlier frames
-    (`continuing` for the first: initial motion was given) holds `overlap` of them and makes f - overlap new ones."""
+def clip_plan(num_frames: int, frames_per_clip: int, overlap: int = 0, motion_frames: int = 0,
+              given: int = 0) -> list[tuple[int, int]]:
+    """(first new frame, overlapped earlier frames) of every clip. A clip holds up to `overlap` earlier frames
+    (the `given` initial motion frames, then the finished ones) and makes f - held new ones. Where fewer than
+    motion_frames + overlap earlier frames exist, the motion frames come first: a clip only holds frames
+    beyond the n it takes as motion frames."""
     if not 0 <= overlap < frames_per_clip:
         raise InputError(f"overlap frames must be >= 0 and fewer than the {frames_per_clip} frames per clip, got {overlap}")
-    plan, start, known = [], 0, overlap if continuing else 0
+    plan, start = [], 0
     while start < num_frames:
+        known = min(overlap, max(0, given + start - motion_frames))
         plan.append((start, known))
-        start, known = start + frames_per_clip - known, overlap
+        start += frames_per_clip - known
     return plan
 
 
@@ -179,20 +184,24 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         face_mask = torch.ones(1, 1, h * config.vae_scale_factor, w * config.vae_scale_factor)
     face = model.face_features(face_mask.to(device, dtype))
     speeds = None if speed is None else speed_curve(speed, num_frames)
+    if settings.overlap_frames >= f:  # checked even where reuse_motion turns it off below
+        raise InputError(f"overlap frames must be fewer than the {f} frames per clip, got {settings.overlap_frames}")
     o = settings.overlap_frames if settings.reuse_motion else 0  # without reuse nothing is continued
-    history = n + o  # finished latents a clip continues from: n motion frames, then o overlapped ones
-    previous = None if initial_motion is None or history == 0 else initial_motion[-history:].to(device, dtype)[None]
-    plan = clip_plan(num_frames, f, o, continuing=previous is not None)
+    history = n + o  # finished latents a clip continues from: n motion frames, then up to o overlapped ones
+    previous = None if initial_motion is None or history == 0 or len(initial_motion) == 0 \
+        else initial_motion[-history:].to(device, dtype)[None]
+    plan = clip_plan(num_frames, f, o, n, given=0 if previous is None else previous.shape[1])
     latent_shape = (1, f, *reference_latents.shape[1:])
 
     for clip, (start, known) in enumerate(plan):
         motion = held = None
         if previous is not None:
-            if previous.shape[1] < history:  # fewer earlier frames than needed: repeat the first
-                previous = torch.cat([previous[:, :1].expand(-1, history - previous.shape[1], -1, -1, -1), previous], 1)
+            earlier = previous[:, max(0, previous.shape[1] - known - n):]  # n motion frames, then the held ones
+            if earlier.shape[1] < n + known:  # fewer than n earlier frames: repeat the first (plan gives known 0)
+                earlier = torch.cat([earlier[:, :1].expand(-1, n + known - earlier.shape[1], -1, -1, -1), earlier], 1)
             if n:
-                motion = model.motion_features(previous[:, :n])
-            held = previous[:, n:n + known]
+                motion = model.motion_features(earlier[:, :n])
+            held = earlier[:, n:]
         motion_cfg = 1.0 if motion is None else settings.motion_cfg  # the first clip has nothing to follow
         branches = guidance_branches(settings.reference_cfg, settings.audio_cfg, motion_cfg)
         flags = torch.tensor(branches, device=device).T  # [3, branches]: keep reference, audio, motion

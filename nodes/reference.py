@@ -123,7 +123,8 @@ class EMO_MotionFrames:
                                                      "its size with its resize mode."}),
             "images": ("IMAGE", {"tooltip": "Frames of the earlier video (only the last `count` are used)."}),
             "count": ("INT", {"default": 4, "min": 1, "max": 32,
-                              "tooltip": "How many of the last frames to keep (EMO's n; the paper uses 4)."}),
+                              "tooltip": "How many of the last frames to keep: at least the Sampler's "
+                                         "motion_frame_count (EMO's n; the paper uses 4) plus its overlap_frames."}),
         }}
 
     def encode(self, emo_model: EMOBundle, reference: Reference, images, count):

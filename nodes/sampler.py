@@ -114,7 +114,8 @@ class EMO_Sampler:
         num_frames = audio_embeds.num_frames
         curve = parse_speed_curve(speed_curve or "", num_frames, audio_embeds.fps)
         speeds = curve if curve is not None else (None if speed < 0 else float(speed))
-        clips = len(clip_plan(num_frames, frames_per_clip, overlap_frames, continuing=motion_frames is not None))
+        clips = len(clip_plan(num_frames, frames_per_clip, overlap_frames, motion_frame_count,
+                               given=0 if motion_frames is None else len(motion_frames.latents)))
         progress = host.Progress(clips * steps)
 
         def on_step(info):

@@ -296,6 +296,22 @@ def test_overlap_frames_keep_the_length_and_change_only_the_clips_after_the_firs
         node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, overlap_frames=f)
 
 
+def test_progress_counts_the_clips_when_given_motion_frames_are_fewer_than_motion_plus_overlap(emo, reference, embeds):
+    """n = 2, o = 2: with 2 given frames the first clip takes both as motion frames and holds none; with 3,
+    it holds 1. The progress total must count the clips that really run."""
+    Motion = PACK.nodes.bundle.Motion
+    seen = []
+    host.configure(progress=lambda done, total: seen.append((done, total)))
+    try:
+        for given in (1, 2, 3, 6):
+            seen.clear()
+            motion = Motion(torch.randn(given, 4, SIZE // 8, SIZE // 8))
+            node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, overlap_frames=2, motion_frames=motion)
+            assert seen[-1][0] == seen[-1][1], given
+    finally:
+        host.configure(progress=None)
+
+
 def test_sampler_settings_are_checked(emo, reference, embeds):
     with pytest.raises(InputError, match="steps must be >= 1"):
         node("EMO_Sampler").sample(emo, reference, embeds[0], **{**SAMPLER, "steps": 0})

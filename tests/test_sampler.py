@@ -76,10 +76,52 @@ def test_shared_noise_starts_every_clip_from_the_first_clips_noise(model):
 def test_clip_plan():
     assert clip_plan(19, 8) == [(0, 0), (8, 0), (16, 0)]
     assert clip_plan(19, 8, 2) == [(0, 0), (8, 2), (14, 2)]
-    assert clip_plan(19, 8, 2, continuing=True) == [(0, 2), (6, 2), (12, 2), (18, 2)]
+    assert clip_plan(19, 8, 2, given=2) == [(0, 2), (6, 2), (12, 2), (18, 2)]
     assert clip_plan(8, 8, 3) == [(0, 0)]
+    # fewer earlier frames than n + o: the n motion frames come first, only the rest is held
+    assert clip_plan(19, 8, 2, motion_frames=2, given=3) == [(0, 1), (7, 2), (13, 2)]
+    assert clip_plan(19, 8, 2, motion_frames=2, given=2) == [(0, 0), (8, 2), (14, 2)]
+    assert clip_plan(12, 4, 3, motion_frames=4) == [(0, 0), (4, 0), (8, 3), (9, 3), (10, 3), (11, 3)]
     with pytest.raises(InputError, match="overlap"):
         clip_plan(19, 8, 8)
+
+
+def spy_on_clip_inputs(model, monkeypatch):
+    """Record, per clip, the latents the motion frames are encoded from and the speed curve the clip gets."""
+    motion_inputs, speeds = [], []
+    motion_features, condition = model.motion_features, model.condition
+    monkeypatch.setattr(model, "motion_features", lambda x: (motion_inputs.append(x.clone()), motion_features(x))[1])
+    monkeypatch.setattr(model, "condition", lambda f, **kw: (speeds.append(kw["speed"]), condition(f, **kw))[1])
+    return motion_inputs, speeds
+
+
+def test_overlap_takes_motion_frames_and_speed_from_before_the_held_frames(model, monkeypatch):
+    n, o, frames = model.config.motion_frames, 2, 2 * F_ + 3
+    motion_inputs, speeds = spy_on_clip_inputs(model, monkeypatch)
+    curve = torch.arange(frames, dtype=torch.float32) / frames  # a distinct speed per frame shows the indices
+    settings = SamplerSettings(steps=1, overlap_frames=o, reference_cfg=1.0, audio_cfg=1.0)
+    clips = generate(model, frames, settings=settings, speed=curve)
+    made = torch.cat([c.latents for c in clips])
+    assert len(clips) == len(clip_plan(frames, F_, o, n)) == 3
+    for clip, (start, known) in enumerate(clip_plan(frames, F_, o, n)):
+        first = start - known
+        torch.testing.assert_close(speeds[clip][0], curve[clip_indices(first - n, n + F_, frames)])
+        if clip:
+            assert known == o
+            torch.testing.assert_close(motion_inputs[clip - 1][0], made[first - n:first])
+
+
+def test_short_initial_motion_fills_the_motion_frames_before_any_overlap(model, monkeypatch):
+    """n = 2, o = 2: with 3 given frames the first clip takes 2 as motion frames and holds 1; with 2 it holds none."""
+    n, o = model.config.motion_frames, 2
+    given = torch.randn(3, 4, 16, 16)
+    settings = SamplerSettings(steps=1, overlap_frames=o, reference_cfg=1.0, audio_cfg=1.0)
+    for count, held in [(3, 1), (2, 0), (1, 0)]:
+        motion_inputs, _ = spy_on_clip_inputs(model, monkeypatch)
+        clips = generate(model, F_, settings=settings, initial_motion=given[-count:])
+        assert clips[0].frames.shape[0] == F_ - held
+        expected = given[-count:][:n] if count >= n else torch.cat([given[-1:]] * n)  # one frame: repeated
+        torch.testing.assert_close(motion_inputs[0][0], expected)
 
 
 def test_overlap_holds_the_previous_frames_at_each_steps_noise_level(model, monkeypatch):
@@ -167,6 +209,27 @@ def test_schedulers(model, scheduler):
     assert all(torch.isfinite(c.latents).all() for c in generate(model, F_ + 2, settings=settings))
 
 
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m", "unipc", "euler"])
+@pytest.mark.parametrize("prediction_type,zero_snr", [("v_prediction", True), ("epsilon", False)])
+def test_add_noise_gives_the_level_each_step_denoises_from(scheduler, prediction_type, zero_snr):
+    """What overlap relies on: with a perfect denoiser each scheduler's latents before step t equal
+    add_noise(x0, noise, t), so held slots reset that way sit at the level of the frames around them."""
+    noise_schedule = tiny_model().config.noise
+    sched = make_scheduler(scheduler, noise_schedule, prediction_type=prediction_type, rescale_betas_zero_snr=zero_snr)
+    sched.set_timesteps(6)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(1, 4, 4, 4, generator=g), torch.randn(1, 4, 4, 4, generator=g)
+    # zero terminal SNR starts from pure noise, as the sampler does; otherwise start on the trajectory
+    latents = noise * sched.init_noise_sigma if zero_snr else sched.add_noise(x0, noise, sched.timesteps[:1])
+    for t in sched.timesteps:
+        expected = sched.add_noise(x0, noise, t.reshape(1))
+        # DDIM steps to t - 1000 // steps, one timestep off the trailing grid: up to 1% here; a step off is 13%+
+        torch.testing.assert_close(latents, expected, rtol=0, atol=2e-2 * float(expected.abs().max()))
+        alpha = sched.alphas_cumprod[int(t)]
+        pred = noise if prediction_type == "epsilon" else alpha.sqrt() * noise - (1 - alpha).sqrt() * x0
+        latents = sched.step(pred, t, latents).prev_sample
+
+
 def test_callback_sees_every_step_and_can_cancel(model):
     seen = []
 
@@ -216,6 +279,8 @@ def test_invalid_settings(model):
     for bad in (-1, 8):
         with pytest.raises(InputError, match="overlap"):
             generate(model, 2 * F_, settings=SamplerSettings(overlap_frames=bad, frames_per_clip=8 if bad > 0 else None))
+    with pytest.raises(InputError, match="overlap"):  # the model's f, and refused even where reuse_motion turns it off
+        generate(model, 2 * F_, settings=SamplerSettings(overlap_frames=F_, reuse_motion=False))
     for name, bad in [("reference_cfg", -1.0), ("audio_cfg", float("nan")), ("motion_cfg", float("inf"))]:
         with pytest.raises(InputError, match=name):
             generate(model, 4, settings=SamplerSettings(**{name: bad}))

@@ -66,6 +66,7 @@ def test_frame_change_psnr_and_ssim():
     across, within = frame_changes(frames, 4)
     assert across > 30 and within < 3
     assert frame_changes(frames, [0, 4]) == (across, within)
+    assert frame_changes(frames, np.int64(4)) == frame_changes(frames, (s for s in (0, 4))) == (across, within)
     across, within = frame_changes(frames, [0, 2])  # clips that start elsewhere see other boundaries
     assert across == pytest.approx(2) and within > 5
     assert psnr(frames, frames) > 90 and ssim(frames, frames) == pytest.approx(1.0)

@@ -367,6 +367,12 @@ def test_learning_rate_schedules():
     assert all(b < a for a, b in zip(decay, decay[1:]))
     with pytest.raises(ConfigError, match="lr_schedule"):
         TrainConfig.from_dict({"stage": 1, "data": ["d"], "output_dir": "o", "lr_schedule": "step"})
+    with pytest.raises(ConfigError, match="lr_warmup_steps"):
+        TrainConfig.from_dict({"stage": 1, "data": ["d"], "output_dir": "o", "lr_warmup_steps": -1})
+    with pytest.raises(ConfigError, match="below max_steps"):  # cosine would never decay
+        TrainConfig.from_dict({"stage": 1, "data": ["d"], "output_dir": "o", "lr_schedule": "cosine",
+                               "lr_warmup_steps": 110, "max_steps": 110})
+    TrainConfig.from_dict({"stage": 1, "data": ["d"], "output_dir": "o", "lr_warmup_steps": 110, "max_steps": 110})
 
 
 def test_cosine_schedule_trains_and_resuming_warns_when_max_steps_reshapes_it(dataset, vae_checkpoint, tmp_path, caplog):

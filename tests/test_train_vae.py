@@ -83,3 +83,7 @@ def test_bad_vae_configs_are_refused(tmp_path, dataset):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "c", block_out_channels=[8, 12, 16]))
     with pytest.raises(ConfigError, match="lr_schedule"):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "d", lr_schedule="linear"))
+    with pytest.raises(ConfigError, match="lr_warmup_steps"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "e", lr_warmup_steps=-2))
+    with pytest.raises(ConfigError, match="below max_steps"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "f", lr_schedule="cosine", lr_warmup_steps=9, max_steps=9))

@@ -14,6 +14,7 @@ renders first (the benchmark prints that row as the measurements' own calibratio
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -107,10 +108,10 @@ def frame_changes(frames: np.ndarray, clip_starts) -> tuple[float, float]:
     first frame of every clip, or an int f for clips of f frames."""
     diffs = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
     t = np.arange(1, len(frames))
-    starts = range(0, len(frames), clip_starts) if isinstance(clip_starts, int) else clip_starts
-    boundary = np.isin(t, list(starts))
+    starts = list(range(0, len(frames), int(clip_starts)) if isinstance(clip_starts, numbers.Integral) else clip_starts)
+    boundary = np.isin(t, starts)
     if not boundary.any() or boundary.all():
-        raise ValueError(f"{len(frames)} frames in clips starting at {list(starts)}: need at least one boundary "
+        raise ValueError(f"{len(frames)} frames in clips starting at {starts}: need at least one boundary "
                          "and one within-clip pair")
     return float(diffs[boundary].mean()), float(diffs[~boundary].mean())
 

@@ -136,6 +136,11 @@ class TrainConfig:
              f"trainable must be null or a non-empty list of {list(GROUPS)}, got {self.trainable!r}")
         need(self.lr > 0, "lr must be > 0")
         need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        need(isinstance(self.lr_warmup_steps, int) and self.lr_warmup_steps >= 0,
+             f"lr_warmup_steps must be an integer >= 0, got {self.lr_warmup_steps!r}")
+        need(self.lr_schedule != "cosine" or self.lr_warmup_steps < self.max_steps,
+             f"lr_warmup_steps ({self.lr_warmup_steps}) must be below max_steps ({self.max_steps}) for the cosine "
+             "decay to have steps to run over")
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
         need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")

@@ -52,7 +52,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     """The rate of optimizer step `step` (0-based). Cosine: from lr at the end of the warm-up towards 0
     at max_steps; annealing settles the weights that a constant rate leaves noisy (usually a lower final
     loss for the same steps)."""
-    warmup = max(config.lr_warmup_steps, 0)
+    warmup = config.lr_warmup_steps  # validated >= 0
     if step < warmup:
         return config.lr * (step + 1) / warmup
     if config.lr_schedule == "cosine":

@@ -94,6 +94,11 @@ class VAETrainConfig:
             raise ConfigError(f"every block width must be a multiple of norm_num_groups={config.norm_num_groups}")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
+        if not (isinstance(config.lr_warmup_steps, int) and config.lr_warmup_steps >= 0):
+            raise ConfigError(f"lr_warmup_steps must be an integer >= 0, got {config.lr_warmup_steps!r}")
+        if config.lr_schedule == "cosine" and config.lr_warmup_steps >= config.max_steps:
+            raise ConfigError(f"lr_warmup_steps ({config.lr_warmup_steps}) must be below max_steps "
+                              f"({config.max_steps}) for the cosine decay to have steps to run over")
         return config
 
     def vae_config(self) -> dict:
