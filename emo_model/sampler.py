@@ -44,6 +44,9 @@ class SamplerSettings:
     # o > 0: each clip after the first re-denoises the previous clip's last o frames (held to the finished
     # latents at every step's noise level) with f - o new ones; smoother boundaries for f / (f - o) the compute
     overlap_frames: int = 0
+    # True: held frames are re-noised with the noise they were denoised from in the previous clip, so the
+    # clip sees them as that clip's last steps did (smoother joins). False: with this clip's own noise.
+    carry_overlap_noise: bool = True
     schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing
 
     def validate(self):
@@ -217,7 +220,11 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         if clip == 0 or not settings.shared_noise:
             noise = torch.randn(latent_shape, generator=generator)
         latents = noise.to(device, dtype) * scheduler.init_noise_sigma
-        held_noise = noise[:, :known].to(device, dtype)
+        if known and clip and settings.carry_overlap_noise:  # the noise the held frames were finished from
+            held_noise = carried_noise[:, carried_noise.shape[1] - known:]
+        else:
+            held_noise = noise[:, :known]
+        held_noise = held_noise.to(device, dtype)
         for step, t in enumerate(scheduler.timesteps):
             if known:  # the overlapped slots are the finished frames at this step's noise level
                 latents[:, :known] = scheduler.add_noise(held, held_noise, t.reshape(1)).to(dtype)
@@ -229,6 +236,7 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
                 callback(StepInfo(clip, len(plan), step, len(scheduler.timesteps), latents))
 
         new = latents[:, known:known + min(f - known, num_frames - start)]
+        carried_noise = torch.cat([held_noise.cpu(), noise[:, known:known + new.shape[1]]], 1)[:, -o:] if o else None
         if history and settings.reuse_motion:
             previous = new[:, -history:] if previous is None else torch.cat([previous, new], 1)[:, -history:]
         yield ClipResult(clip, decode(new[0]), new[0].float().cpu())

@@ -102,14 +102,19 @@ class EMO_Sampler:
                                                   "(held to them) with its new ones, so it starts where the last one "
                                                   "ended: smoother clip boundaries for frames_per_clip / "
                                                   "(frames_per_clip - overlap) the compute. Not in the paper. 0 = off."}),
+            "shared_noise": ("BOOLEAN", {"default": False,
+                                         "tooltip": "Every clip starts from the first clip's noise, so the details "
+                                                    "the noise decides (shading, texture) repeat instead of jumping "
+                                                    "at each clip boundary; slightly softer faces. Not in the paper."}),
         }}
 
     def sample(self, emo_model: EMOBundle, reference: Reference, audio_embeds: AudioEmbeds, seed, steps, scheduler,
                reference_cfg, audio_cfg, frames_per_clip, motion_frame_count, speed, speed_curve="",
-               motion_frames: Motion | None = None, motion_cfg=1.0, overlap_frames=0):
+               motion_frames: Motion | None = None, motion_cfg=1.0, overlap_frames=0, shared_noise=False):
         settings = SamplerSettings(steps=steps, scheduler=scheduler, reference_cfg=reference_cfg, audio_cfg=audio_cfg,
                                    motion_cfg=motion_cfg, seed=seed, frames_per_clip=frames_per_clip,
-                                   motion_frames=motion_frame_count, overlap_frames=overlap_frames)
+                                   motion_frames=motion_frame_count, overlap_frames=overlap_frames,
+                                   shared_noise=shared_noise)
         settings.validate()
         num_frames = audio_embeds.num_frames
         curve = parse_speed_curve(speed_curve or "", num_frames, audio_embeds.fps)

@@ -280,6 +280,14 @@ def test_motion_cfg_changes_only_the_clips_that_have_motion_frames(emo, referenc
     assert torch.equal(plain[:f], guided[:f]) and not torch.equal(plain[f:], guided[f:])
 
 
+def test_shared_noise_changes_only_the_clips_after_the_first(emo, reference, embeds):
+    f = SAMPLER["frames_per_clip"]
+    plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, overlap_frames=1)[0]
+    shared = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, overlap_frames=1, shared_noise=True)[0]
+    assert shared.shape == plain.shape
+    assert torch.equal(plain[:f], shared[:f]) and not torch.equal(plain[f:], shared[f:])
+
+
 def test_overlap_frames_keep_the_length_and_change_only_the_clips_after_the_first(emo, reference, embeds):
     f, seen = SAMPLER["frames_per_clip"], []
     plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]

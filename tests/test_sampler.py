@@ -1,4 +1,6 @@
 """Clip-by-clip sampling: determinism, motion-frame hand-over, guidance, cancellation, flat memory."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -125,8 +127,9 @@ def test_short_initial_motion_fills_the_motion_frames_before_any_overlap(model, 
 
 
 def test_overlap_holds_the_previous_frames_at_each_steps_noise_level(model, monkeypatch):
-    """Clip 1 spends its first o slots on clip 0's last o latents, noised to every step's level with its own noise,
-    and its audio windows and outputs are those of the frames in the slots."""
+    """Clip 1 spends its first o slots on clip 0's last o latents, noised to every step's level with the noise
+    they were denoised from in clip 0 (or, carry_overlap_noise off, clip 1's own noise), and its audio windows
+    and outputs are those of the frames in the slots."""
     o, frames = 3, 2 * F_ + 1
     audio = torch.randn(frames, 5, 384)
     inputs, windows = [], []
@@ -138,12 +141,21 @@ def test_overlap_holds_the_previous_frames_at_each_steps_noise_level(model, monk
     assert [c.frames.shape[0] for c in clips] == [F_, F_ - o, 1 + o]  # 8 new, then 5 new, then the last 1
     assert torch.equal(windows[1], frame_windows(audio, model.config.audio_window, clip_indices(F_ - o, F_, frames)))
     generator = torch.Generator().manual_seed(settings.seed)
-    _, noise1 = torch.randn(1, F_, 4, 16, 16, generator=generator), torch.randn(1, F_, 4, 16, 16, generator=generator)
+    noise0, noise1 = torch.randn(1, F_, 4, 16, 16, generator=generator), torch.randn(1, F_, 4, 16, 16, generator=generator)
     scheduler = make_scheduler("ddim", model.config.noise)
     scheduler.set_timesteps(3)
     for x, t in inputs[3:6]:  # clip 1
-        expected = scheduler.add_noise(clips[0].latents[None, -o:], noise1[:, :o], t.reshape(1))
+        expected = scheduler.add_noise(clips[0].latents[None, -o:], noise0[:, -o:], t.reshape(1))
         torch.testing.assert_close(x[:, :o], expected)
+    for x, t in inputs[6:9]:  # clip 2 holds clip 1's last o new frames, denoised from clip 1's last o slots
+        expected = scheduler.add_noise(clips[1].latents[None, -o:], noise1[:, -o:], t.reshape(1))
+        torch.testing.assert_close(x[:, :o], expected)
+    inputs.clear()
+    fresh = generate(model, frames, frame_audio=audio, settings=dataclasses.replace(settings, carry_overlap_noise=False))
+    for x, t in inputs[3:6]:
+        expected = scheduler.add_noise(fresh[0].latents[None, -o:], noise1[:, :o], t.reshape(1))
+        torch.testing.assert_close(x[:, :o], expected)
+    assert torch.equal(fresh[0].latents, clips[0].latents) and not torch.equal(fresh[1].latents, clips[1].latents)
     without = generate(model, frames, frame_audio=audio, settings=SamplerSettings(steps=3, reference_cfg=1.0, audio_cfg=1.0))
     assert torch.equal(without[0].latents, clips[0].latents)  # the first clip has nothing to overlap
 

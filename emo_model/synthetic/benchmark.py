@@ -163,16 +163,17 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 class Runner:
     def __init__(self, pipeline: EMOPipeline, resolution: int, fps: float, steps: int, seed: int, audio_cfg: float,
-                 motion_cfg: float = 1.0, overlap: int = 0):
+                 motion_cfg: float = 1.0, overlap: int = 0, shared_noise: bool = False):
         self.pipeline, self.resolution, self.fps, self.steps, self.seed = pipeline, resolution, fps, steps, seed
-        self.audio_cfg, self.motion_cfg, self.overlap = audio_cfg, motion_cfg, overlap
+        self.audio_cfg, self.motion_cfg, self.overlap, self.shared_noise = audio_cfg, motion_cfg, overlap, shared_noise
         self.seconds_per_frame: list[float] = []
 
     def generate(self, clip: EvalClip, *, speed=None, audio_cfg: float | None = None, reuse_motion: bool = True,
                  seed_offset: int = 0, timed: bool = False) -> np.ndarray:
         settings = SamplerSettings(steps=self.steps, audio_cfg=self.audio_cfg if audio_cfg is None else audio_cfg,
                                    motion_cfg=self.motion_cfg, reuse_motion=reuse_motion,
-                                   overlap_frames=self.overlap, seed=self.seed + seed_offset)
+                                   overlap_frames=self.overlap, shared_noise=self.shared_noise,
+                                   seed=self.seed + seed_offset)
         started = time.perf_counter()
         video = self.pipeline(clip.reference, clip.waveform, fps=self.fps, height=self.resolution,
                               width=self.resolution, face_mask=clip.face_mask, speed=speed, settings=settings)
@@ -184,7 +185,8 @@ class Runner:
 def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, steps: int = 20,
                   speeds=None, speed_clips: int = 2, seed: int = 0,
                   audio_cfg: float = SamplerSettings.audio_cfg, motion_cfg: float = SamplerSettings.motion_cfg,
-                  overlap: int = SamplerSettings.overlap_frames, audio_encoder=None, log=print) -> dict:
+                  overlap: int = SamplerSettings.overlap_frames, shared_noise: bool = SamplerSettings.shared_noise,
+                  audio_encoder=None, log=print) -> dict:
     model = load_emo_model(checkpoint)
     vae = load_checkpoint_vae(checkpoint)
     if vae is None:
@@ -199,7 +201,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     fps = config.fps
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
     speeds = default_speeds(data) if speeds is None else tuple(speeds)
-    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg, overlap)
+    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg, overlap, shared_noise)
     f = config.frames_per_clip
 
     rows: dict[str, dict] = {name: {} for name in ("ground truth renders", "VAE reconstruction (ceiling)",
@@ -250,7 +252,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_medians"] = medians
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
-            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap, "resolution": resolution, "fps": fps,
+            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap,
+            "shared_noise": shared_noise, "resolution": resolution, "fps": fps,
             "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
@@ -290,7 +293,8 @@ def format_table(result: dict) -> str:
               f"Requested speeds: {', '.join(f'{s:g}' for s in result['speeds'])} deg/frame.",
               f"{result['clips']} held-out clips × {result['seconds']:g} s at {result['resolution']}² and "
               f"{result['fps']:g} fps, {result['steps']} DDIM steps, audio guidance {result['audio_cfg']:g}, "
-              f"motion guidance {result.get('motion_cfg', 1.0):g}, overlap {result.get('overlap', 0)} frames; "
+              f"motion guidance {result.get('motion_cfg', 1.0):g}, overlap {result.get('overlap', 0)} frames"
+              f"{', shared noise' if result.get('shared_noise') else ''}; "
               f"{result['seconds_per_frame']:.3f} s per frame, "
               f"peak memory {result['peak_memory_mb']:.0f} MB ({result['device']})."]
     return "\n".join(lines)
@@ -314,6 +318,8 @@ def main(argv=None) -> int:
                         help="motion-frame guidance scale (the Sampler node's motion_cfg; 1 = off)")
     parser.add_argument("--overlap", type=int, default=SamplerSettings.overlap_frames,
                         help="frames each clip re-denoises from the previous one (the Sampler node's overlap_frames)")
+    parser.add_argument("--shared-noise", action="store_true",
+                        help="every clip starts from the first clip's noise (the Sampler node's shared_noise)")
     parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -322,7 +328,7 @@ def main(argv=None) -> int:
                                speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
                                speed_clips=args.speed_clips,
                                seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
-                               overlap=args.overlap, audio_encoder=args.audio_encoder,
+                               overlap=args.overlap, shared_noise=args.shared_noise, audio_encoder=args.audio_encoder,
                                log=lambda m: print(m, file=sys.stderr))
     except EMOError as e:
         print(f"error: {e}", file=sys.stderr)
