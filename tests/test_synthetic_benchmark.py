@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from emo_model.audio import load_audio_encoder, packaged_whisper_tiny_dir
 from emo_model.checkpoint import save_emo_checkpoint
 from emo_model.errors import InputError
+from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
 from emo_model.synthetic.benchmark import default_speeds, format_table, main, run_benchmark
 from emo_model.synthetic.generate import generate_dataset
@@ -84,7 +85,7 @@ def eval_split(tmp_path_factory):
     return out / "eval"
 
 
-def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_path, capsys):
+def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_path, capsys, monkeypatch):
     checkpoint = tmp_path / "tiny.safetensors"
     save_emo_checkpoint(tiny_model(fps=25.0), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
     result = run_benchmark(checkpoint, eval_split, clips=1, seconds=0.64, steps=2, speeds=(0.0, 1.0),
@@ -100,13 +101,17 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     table = format_table(result)
     assert all(f"| {row} |" in table for row in rows) and "Identity gap to the ceiling" in table
     json_out = tmp_path / "result.json"
+    settings_seen, call = [], EMOPipeline.__call__
+    monkeypatch.setattr(EMOPipeline, "__call__",
+                        lambda self, *a, **kw: (settings_seen.append(kw["settings"]), call(self, *a, **kw))[1])
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
                  "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--motion-cfg", "2",
-                 "--overlap", "1", "--json", str(json_out)]) == 0
+                 "--overlap", "1", "--shared-noise", "--json", str(json_out)]) == 0
     assert "| EMO (full) |" in capsys.readouterr().out
+    assert settings_seen and all(s.shared_noise and s.overlap_frames == 1 for s in settings_seen)
     written = json.loads(json_out.read_text())
     assert written["audio_cfg"] == 5.0 and written["motion_cfg"] == 2.0 and written["overlap"] == 1
-    assert "overlap 1 frames" in format_table(written)
+    assert written["shared_noise"] is True and "overlap 1 frames, shared noise" in format_table(written)
 
 
 def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):
