@@ -229,7 +229,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
             add(row, "lip_sync", measures.lip_sync(frames))
             add(row, "psnr", psnr(frames, truth))
             add(row, "ssim", ssim(frames, truth))
-            across, within = frame_changes(frames, [start for start, _ in clip_plan(len(frames), f, held)])
+            starts = [start for start, _ in clip_plan(len(frames), f, held, config.motion_frames)]
+            across, within = frame_changes(frames, starts)
             add(row, "continuity", across / max(within, 1e-6))
 
     sweeps = {"ground truth renders": [], "EMO (full)": [], "no speed layers": []}
