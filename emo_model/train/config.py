@@ -25,6 +25,18 @@ class ConfigError(EMOError, ValueError):
     """A training config file is missing, unreadable or has invalid values."""
 
 
+def lr_schedule_problem(schedule: str, warmup_steps, max_steps: int) -> str | None:
+    """What is wrong with a learning-rate schedule (EMO and VAE trainers), or None."""
+    if schedule not in LR_SCHEDULES:
+        return f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}"
+    if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+        return f"lr_warmup_steps must be an integer >= 0, got {warmup_steps!r}"
+    if schedule == "cosine" and warmup_steps >= max_steps:
+        return (f"lr_warmup_steps ({warmup_steps}) must be below max_steps ({max_steps}) for the cosine decay "
+                "to have steps to run over")
+    return None
+
+
 def apply_overrides(raw: dict, overrides) -> dict:
     """`--set key=value` items applied to a config dict (VALUE is JSON, else a plain string)."""
     for item in overrides:
@@ -135,12 +147,8 @@ class TrainConfig:
         need(self.trainable is None or (bool(self.trainable) and set(self.trainable) <= set(GROUPS)),
              f"trainable must be null or a non-empty list of {list(GROUPS)}, got {self.trainable!r}")
         need(self.lr > 0, "lr must be > 0")
-        need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        need(isinstance(self.lr_warmup_steps, int) and self.lr_warmup_steps >= 0,
-             f"lr_warmup_steps must be an integer >= 0, got {self.lr_warmup_steps!r}")
-        need(self.lr_schedule != "cosine" or self.lr_warmup_steps < self.max_steps,
-             f"lr_warmup_steps ({self.lr_warmup_steps}) must be below max_steps ({self.max_steps}) for the cosine "
-             "decay to have steps to run over")
+        schedule_problem = lr_schedule_problem(self.lr_schedule, self.lr_warmup_steps, self.max_steps)
+        need(schedule_problem is None, schedule_problem)
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
         need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")

@@ -33,7 +33,7 @@ from diffusers import AutoencoderKL
 from ..checkpoint import load_checkpoint_vae, save_vae_file
 from ..data import load_index, read_clip_frames
 from ..errors import EMOError
-from .config import LR_SCHEDULES, ConfigError, apply_overrides
+from .config import ConfigError, apply_overrides, lr_schedule_problem
 from .loss_log import LossLog, plot_losses
 from .trainer import learning_rate, step_generator
 
@@ -92,13 +92,9 @@ class VAETrainConfig:
             raise ConfigError("decoder_only fine-tunes a trained VAE: set init_vae")
         if any(c % config.norm_num_groups for c in config.block_out_channels):
             raise ConfigError(f"every block width must be a multiple of norm_num_groups={config.norm_num_groups}")
-        if config.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
-        if not (isinstance(config.lr_warmup_steps, int) and config.lr_warmup_steps >= 0):
-            raise ConfigError(f"lr_warmup_steps must be an integer >= 0, got {config.lr_warmup_steps!r}")
-        if config.lr_schedule == "cosine" and config.lr_warmup_steps >= config.max_steps:
-            raise ConfigError(f"lr_warmup_steps ({config.lr_warmup_steps}) must be below max_steps "
-                              f"({config.max_steps}) for the cosine decay to have steps to run over")
+        schedule_problem = lr_schedule_problem(config.lr_schedule, config.lr_warmup_steps, config.max_steps)
+        if schedule_problem:
+            raise ConfigError(schedule_problem)
         return config
 
     def vae_config(self) -> dict:
