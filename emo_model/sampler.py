@@ -47,6 +47,9 @@ class SamplerSettings:
     # True: held frames are re-noised with the noise they were denoised from in the previous clip, so the
     # clip sees them as that clip's last steps did (smoother joins). False: with this clip's own noise.
     carry_overlap_noise: bool = True
+    # phi in 0..1: the guided prediction's standard deviation is pulled back to the unguided one's by this share
+    # (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", §3.4; 0 = off)
+    guidance_rescale: float = 0.0
     schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing
 
     def validate(self):
@@ -62,6 +65,8 @@ class SamplerSettings:
             scale = getattr(self, name)
             if not (math.isfinite(scale) and scale >= 0):  # NaN would fill the video with NaNs
                 raise InputError(f"{name} must be a finite number >= 0 (1 = off), got {scale}")
+        if not 0.0 <= self.guidance_rescale <= 1.0:  # also rejects NaN
+            raise InputError(f"guidance_rescale must be between 0 (off) and 1, got {self.guidance_rescale}")
 
 
 @dataclass
@@ -112,6 +117,15 @@ def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float,
     if no_motion is not None:  # away from what zero motion maps (no previous clip) would give
         out = out + (motion_cfg - 1.0) * (full - no_motion)
     return out
+
+
+def rescale_guidance(guided: torch.Tensor, full: torch.Tensor, phi: float) -> torch.Tensor:
+    """Mix the guided prediction with its copy rescaled to the fully conditioned prediction's standard deviation
+    (per batch entry): strong guidance inflates it, which over-saturates colours, most of all with a
+    zero-terminal-SNR schedule (Lin et al. 2023, §3.4)."""
+    dims = list(range(1, guided.ndim))
+    rescaled = guided * (full.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return phi * rescaled + (1.0 - phi) * guided
 
 
 def clip_indices(start: int, length: int, total: int) -> torch.Tensor:
@@ -229,8 +243,10 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
             if known:  # the overlapped slots are the finished frames at this step's noise level
                 latents[:, :known] = scheduler.add_noise(held, held_noise, t.reshape(1)).to(dtype)
             model_in = scheduler.scale_model_input(latents, t).expand(len(branches), *latent_shape[1:])
-            pred = combine_guidance(model.denoise(model_in, t, cond, face), settings.reference_cfg, settings.audio_cfg,
-                                    motion_cfg)
+            raw = model.denoise(model_in, t, cond, face)
+            pred = combine_guidance(raw, settings.reference_cfg, settings.audio_cfg, motion_cfg)
+            if settings.guidance_rescale and len(branches) > 1:
+                pred = rescale_guidance(pred, raw.chunk(len(branches))[-1], settings.guidance_rescale)
             latents = scheduler.step(pred.to(latents.dtype), t, latents).prev_sample
             if callback is not None:
                 callback(StepInfo(clip, len(plan), step, len(scheduler.timesteps), latents))

@@ -106,15 +106,21 @@ class EMO_Sampler:
                                          "tooltip": "Every clip starts from the first clip's noise, so the details "
                                                     "the noise decides (shading, texture) repeat instead of jumping "
                                                     "at each clip boundary; slightly softer faces. Not in the paper."}),
+            "guidance_rescale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                           "tooltip": "Pulls the guided prediction's spread back towards the unguided "
+                                                      "one's by this share, against the over-saturated colours strong "
+                                                      "guidance gives with zero-terminal-SNR models (Lin et al. 2023 "
+                                                      "use 0.7). 0 = off."}),
         }}
 
     def sample(self, emo_model: EMOBundle, reference: Reference, audio_embeds: AudioEmbeds, seed, steps, scheduler,
                reference_cfg, audio_cfg, frames_per_clip, motion_frame_count, speed, speed_curve="",
-               motion_frames: Motion | None = None, motion_cfg=1.0, overlap_frames=0, shared_noise=False):
+               motion_frames: Motion | None = None, motion_cfg=1.0, overlap_frames=0, shared_noise=False,
+               guidance_rescale=0.0):
         settings = SamplerSettings(steps=steps, scheduler=scheduler, reference_cfg=reference_cfg, audio_cfg=audio_cfg,
                                    motion_cfg=motion_cfg, seed=seed, frames_per_clip=frames_per_clip,
                                    motion_frames=motion_frame_count, overlap_frames=overlap_frames,
-                                   shared_noise=shared_noise)
+                                   shared_noise=shared_noise, guidance_rescale=guidance_rescale)
         settings.validate()
         num_frames = audio_embeds.num_frames
         curve = parse_speed_curve(speed_curve or "", num_frames, audio_embeds.fps)

@@ -288,6 +288,14 @@ def test_shared_noise_changes_only_the_clips_after_the_first(emo, reference, emb
     assert torch.equal(plain[:f], shared[:f]) and not torch.equal(plain[f:], shared[f:])
 
 
+def test_guidance_rescale_reaches_the_sampler(emo, reference, embeds):
+    plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]
+    rescaled = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, guidance_rescale=1.0)[0]
+    assert rescaled.shape == plain.shape and not torch.equal(plain, rescaled)
+    with pytest.raises(InputError, match="guidance_rescale"):
+        node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, guidance_rescale=2.0)
+
+
 def test_overlap_frames_keep_the_length_and_change_only_the_clips_after_the_first(emo, reference, embeds):
     f, seen = SAMPLER["frames_per_clip"], []
     plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]

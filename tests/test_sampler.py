@@ -7,8 +7,8 @@ import torch
 
 from emo_model.errors import InputError
 from emo_model.audio.features import frame_windows
-from emo_model.sampler import (SamplerSettings, clip_indices, clip_plan, combine_guidance, guidance_branches, sample_clips,
-                             speed_curve)
+from emo_model.sampler import (SamplerSettings, clip_indices, clip_plan, combine_guidance, guidance_branches,
+                             rescale_guidance, sample_clips, speed_curve)
 from emo_model.schedulers import make_scheduler
 from helpers import tiny_model
 
@@ -209,6 +209,30 @@ def test_guidance_formula():
     torch.testing.assert_close(combine_guidance(torch.stack([m, f]), 1.0, 1.0, 4.0)[0], m + 4.0 * (f - m))
     with pytest.raises(ValueError, match="guidance branches"):  # 3 predictions for the 4 branches
         combine_guidance(torch.stack([u, r, f]), 2.0, 3.0, 1.5)
+
+
+def test_guidance_rescale_pulls_the_guided_spread_to_the_full_predictions():
+    g = torch.Generator().manual_seed(0)
+    full = torch.randn(2, 8, 4, 5, 5, generator=g)
+    guided = 3.0 * full + 0.5 * torch.randn(2, 8, 4, 5, 5, generator=g)
+    torch.testing.assert_close(rescale_guidance(guided, full, 0.0), guided)
+    whole = rescale_guidance(guided, full, 1.0)
+    torch.testing.assert_close(whole.flatten(1).std(1), full.flatten(1).std(1))  # per batch entry
+    torch.testing.assert_close(rescale_guidance(guided, full, 0.7), 0.7 * whole + 0.3 * guided)
+
+
+def test_guidance_rescale_in_sampling(model):
+    """On with guidance, it changes the clip; with every scale at 1 there is nothing to rescale."""
+    base = dict(steps=2, reference_cfg=2.5, audio_cfg=5.0)
+    plain = generate(model, F_, settings=SamplerSettings(**base))[0].latents
+    rescaled = generate(model, F_, settings=SamplerSettings(**base, guidance_rescale=0.7))[0].latents
+    assert torch.isfinite(rescaled).all() and not torch.equal(plain, rescaled)
+    off = dict(steps=2, reference_cfg=1.0, audio_cfg=1.0)
+    assert torch.equal(generate(model, F_, settings=SamplerSettings(**off))[0].latents,
+                       generate(model, F_, settings=SamplerSettings(**off, guidance_rescale=0.7))[0].latents)
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(InputError, match="guidance_rescale"):
+            SamplerSettings(guidance_rescale=bad).validate()
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "dpmpp_2m", "unipc", "euler"])
