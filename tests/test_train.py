@@ -2,6 +2,7 @@
 freezing per stage (bitwise), falling loss, kill-and-resume equality, the result in the pipeline and
 the nodes, bad datasets, gradient checkpointing and bf16."""
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from emo_model.train.freeze import STAGE_GROUPS
 from emo_model.train.loss_log import LossLog
 from emo_model.train.objective import Objective
 from emo_model.train.state import checkpoints
-from emo_model.train.trainer import model_inputs, step_generator
+from emo_model.train.trainer import hue_angles, hue_matrices, model_inputs, rotate_hues, step_generator
 from emo_model.vae import LatentCodec
 from helpers import awake, blob_clip, make_blob_dataset, tiny_config, tiny_vae
 
@@ -331,6 +332,51 @@ def test_still_motion_holds_the_motion_frames_at_the_last_one_and_zeroes_their_s
     assert torch.equal(still.conditions["speed"][:, n:], plain.conditions["speed"][:, n:])
     with pytest.raises(ConfigError, match="still_motion"):
         config(dataset, "unused", 3, still_motion=1.5)
+
+
+def test_hue_rotation_keeps_luma_and_greys_and_turns_a_samples_frames_alike(dataset):
+    angles = torch.tensor([0.0, 1.0, -2.5, 2 * math.pi])
+    m = hue_matrices(angles)
+    torch.testing.assert_close(m[0], torch.eye(3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(m[3], torch.eye(3), atol=1e-5, rtol=0)  # a full turn
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    torch.testing.assert_close(luma @ m, luma.expand(4, 3), atol=1e-5, rtol=0)  # brightness kept
+    torch.testing.assert_close(m @ torch.ones(3), torch.ones(4, 3), atol=1e-5, rtol=0)  # greys stay grey
+    yellow = torch.tensor([0.9, 0.8, 0.1])
+    assert (m[1] @ yellow - yellow).abs().max() > 0.2  # a colour does turn
+
+    cfg = config(dataset, "unused", 2, motion_dropout=0.0)
+    batch = train_data(cfg).sample(2, step_generator(0, 0, 0, 0))
+    turned = rotate_hues(batch, torch.tensor([0.0, 2.0]))
+    for name in ("reference", "motion", "target"):
+        before, after = getattr(batch, name), getattr(turned, name)
+        torch.testing.assert_close(after[0], before[0], atol=1e-5, rtol=0)  # angle 0: unchanged
+        assert not torch.allclose(after[1], before[1], atol=0.05) and after.min() >= 0 and after.max() <= 1
+    # the same matrix for the sample's reference and its frames: turning back restores the reference
+    back = rotate_hues(turned, torch.tensor([0.0, -2.0]))
+    unclipped = (turned.reference[1] > 0).all(0) & (turned.reference[1] < 1).all(0)
+    assert torch.allclose(back.reference[1][:, unclipped], batch.reference[1][:, unclipped], atol=1e-4)
+    assert torch.equal(turned.mouth_mask, batch.mouth_mask) and torch.equal(turned.face_mask, batch.face_mask)
+
+    g = torch.Generator().manual_seed(0)
+    assert (hue_angles(1000, 0.0, g) == 0).all()
+    drawn = hue_angles(1000, 0.5, g)
+    assert 400 < int((drawn != 0).sum()) < 600 and drawn.abs().max() <= math.pi
+
+
+def test_hue_augment_turns_the_model_inputs_and_is_seeded_by_the_step(dataset):
+    plain_cfg = config(dataset, "unused", 2, motion_dropout=0.0)
+    hue_cfg = config(dataset, "unused", 2, motion_dropout=0.0, hue_augment=1.0)
+    batch = train_data(plain_cfg).sample(2, step_generator(0, 0, 0, 0))
+    objective, codec = Objective(plain_cfg.emo_config().noise), LatentCodec(tiny_vae())
+    plain = model_inputs(batch, codec, objective, plain_cfg, step_generator(0, 0, 0, 0), "cpu")
+    again = model_inputs(batch, codec, objective, hue_cfg, step_generator(0, 0, 0, 0), "cpu")
+    turned = model_inputs(batch, codec, objective, hue_cfg, step_generator(0, 0, 0, 0), "cpu")
+    assert torch.equal(again.target, turned.target)  # seeded by the step like every other draw
+    assert not torch.allclose(plain.conditions["reference_latents"], turned.conditions["reference_latents"])
+    assert not torch.allclose(plain.conditions["motion_latents"], turned.conditions["motion_latents"])
+    with pytest.raises(ConfigError, match="hue_augment"):
+        config(dataset, "unused", 2, hue_augment=1.5)
 
 
 def test_training_uses_the_mouth_loss_weight(dataset, vae_checkpoint, tmp_path):

@@ -90,6 +90,9 @@ class TrainConfig:
     # Share of kept-motion micro-batches whose n motion frames are all the last one, with speed labels 0
     # there: the head was at rest and the label asks it to start moving, as when a generated clip held still.
     still_motion: float = 0.0
+    # Share of samples whose frames (reference, motion and target alike) get one random hue rotation, so a
+    # palette can only come from the reference: with few identities the model otherwise learns their colours.
+    hue_augment: float = 0.0
     noise_offset: float = 0.0              # 0 = off; peers use 0.05
     min_snr_gamma: float | None = None     # None = plain MSE; peers use 5
     # Extra loss weight w on each frame's mouth region (data.MOUTH_REGION): elements weigh 1 + w x coverage,
@@ -142,7 +145,7 @@ class TrainConfig:
         for key in ("batch_size", "gradient_accumulation_steps", "max_steps", "save_every", "keep_checkpoints",
                     "log_every"):
             need(isinstance(getattr(self, key), int) and getattr(self, key) >= 1, f"{key} must be an integer >= 1")
-        for key in ("reference_dropout", "audio_dropout", "motion_dropout", "still_motion"):
+        for key in ("reference_dropout", "audio_dropout", "motion_dropout", "still_motion", "hue_augment"):
             need(0.0 <= getattr(self, key) <= 1.0, f"{key} must be in 0..1")
         need(self.trainable is None or (bool(self.trainable) and set(self.trainable) <= set(GROUPS)),
              f"trainable must be null or a non-empty list of {list(GROUPS)}, got {self.trainable!r}")

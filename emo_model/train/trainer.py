@@ -215,6 +215,8 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
         # LatentCodec works in inference mode; clone to get ordinary tensors autograd may save.
         return codec.encode(pixels.flatten(0, -4)).clone().float().unflatten(0, pixels.shape[:-3])
 
+    if config.hue_augment > 0:  # drawn only when on, so runs without it keep every draw they had
+        batch = rotate_hues(batch, hue_angles(size, config.hue_augment, g))
     latents = encode(batch.target)                       # [B, F, 4, h, w]
     timesteps, noise = objective.draw(latents, g)
     noise = noise.to(device)
@@ -239,6 +241,39 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
     return StepInputs(objective.add_noise(latents, noise, timesteps), timesteps,
                       objective.target(latents, noise, timesteps), kwargs,
                       mouth_weights(batch.mouth_mask, latents.shape[-2:], config.mouth_loss_weight))
+
+
+# RGB <-> YIQ (NTSC): Y is luma, I and Q the chroma plane; turning (I, Q) rotates the hue at constant luma.
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def hue_angles(size: int, share: float, g: torch.Generator) -> torch.Tensor:
+    """[size] radians: uniform in -pi..pi for a `share` of the samples, 0 for the rest."""
+    turned = torch.rand(size, generator=g) < share
+    return torch.where(turned, (torch.rand(size, generator=g) * 2 - 1) * math.pi, torch.zeros(size))
+
+
+def hue_matrices(angles: torch.Tensor) -> torch.Tensor:
+    """[B] radians -> [B, 3, 3] RGB matrices that turn the hue by each angle."""
+    c, s = torch.cos(angles), torch.sin(angles)
+    turn = torch.zeros(len(angles), 3, 3)
+    turn[:, 0, 0] = 1.0
+    turn[:, 1, 1], turn[:, 1, 2], turn[:, 2, 1], turn[:, 2, 2] = c, -s, s, c
+    return torch.linalg.inv(_RGB_TO_YIQ) @ turn @ _RGB_TO_YIQ
+
+
+def rotate_hues(batch: Batch, angles: torch.Tensor) -> Batch:
+    """The batch with each sample's reference, motion and target frames (0..1, channels at -3) hue-turned alike."""
+    matrices = hue_matrices(angles)
+
+    def turn(pixels: torch.Tensor | None) -> torch.Tensor | None:
+        if pixels is None:
+            return None
+        m = matrices.reshape(len(angles), *([1] * (pixels.ndim - 4)), 3, 3)
+        return torch.einsum("...ij,...jhw->...ihw", m, pixels).clamp(0, 1)
+
+    return dataclasses.replace(batch, reference=turn(batch.reference), motion=turn(batch.motion),
+                               target=turn(batch.target))
 
 
 def mouth_weights(mouth_mask: torch.Tensor, latent_size, weight: float) -> torch.Tensor | None:
