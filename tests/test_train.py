@@ -315,14 +315,17 @@ def test_mouth_loss_weight_weights_the_loss_by_mouth_coverage(dataset):
         config(dataset, "unused", 2, mouth_loss_weight=-1.0)
 
 
+def step_inputs(dataset, stage, *settings):
+    """model_inputs of step 0's first micro-batch (motion frames kept) under each config override, same batch."""
+    configs = [config(dataset, "unused", stage, motion_dropout=0.0, **extra) for extra in settings]
+    batch = train_data(configs[0]).sample(2, step_generator(0, 0, 0, 0))
+    objective, codec = Objective(configs[0].emo_config().noise), LatentCodec(tiny_vae())
+    return [model_inputs(batch, codec, objective, c, step_generator(0, 0, 0, 0), "cpu") for c in configs]
+
+
 def test_still_motion_holds_the_motion_frames_at_the_last_one_and_zeroes_their_speed(dataset):
     """Stage 3 with still_motion 1: the head rests in the motion frames and the label asks it to move."""
-    plain_cfg = config(dataset, "unused", 3, motion_dropout=0.0)
-    still_cfg = config(dataset, "unused", 3, motion_dropout=0.0, still_motion=1.0)
-    batch = train_data(plain_cfg).sample(2, step_generator(0, 0, 0, 0))
-    objective, codec = Objective(plain_cfg.emo_config().noise), LatentCodec(tiny_vae())
-    plain = model_inputs(batch, codec, objective, plain_cfg, step_generator(0, 0, 0, 0), "cpu")
-    still = model_inputs(batch, codec, objective, still_cfg, step_generator(0, 0, 0, 0), "cpu")
+    plain, still = step_inputs(dataset, 3, {}, {"still_motion": 1.0})
     assert torch.equal(plain.noisy, still.noisy) and torch.equal(plain.target, still.target)  # other draws unchanged
     n = plain.conditions["num_motion"]
     moving, resting = plain.conditions["motion_latents"], still.conditions["motion_latents"]
@@ -365,13 +368,7 @@ def test_hue_rotation_keeps_luma_and_greys_and_turns_a_samples_frames_alike(data
 
 
 def test_hue_augment_turns_the_model_inputs_and_is_seeded_by_the_step(dataset):
-    plain_cfg = config(dataset, "unused", 2, motion_dropout=0.0)
-    hue_cfg = config(dataset, "unused", 2, motion_dropout=0.0, hue_augment=1.0)
-    batch = train_data(plain_cfg).sample(2, step_generator(0, 0, 0, 0))
-    objective, codec = Objective(plain_cfg.emo_config().noise), LatentCodec(tiny_vae())
-    plain = model_inputs(batch, codec, objective, plain_cfg, step_generator(0, 0, 0, 0), "cpu")
-    again = model_inputs(batch, codec, objective, hue_cfg, step_generator(0, 0, 0, 0), "cpu")
-    turned = model_inputs(batch, codec, objective, hue_cfg, step_generator(0, 0, 0, 0), "cpu")
+    plain, again, turned = step_inputs(dataset, 2, {}, {"hue_augment": 1.0}, {"hue_augment": 1.0})
     assert torch.equal(again.target, turned.target)  # seeded by the step like every other draw
     assert not torch.allclose(plain.conditions["reference_latents"], turned.conditions["reference_latents"])
     assert not torch.allclose(plain.conditions["motion_latents"], turned.conditions["motion_latents"])
