@@ -47,7 +47,7 @@ class SamplerSettings:
     # True: held frames are re-noised with the noise they were denoised from in the previous clip, so the
     # clip sees them as that clip's last steps did (smoother joins). False: with this clip's own noise.
     carry_overlap_noise: bool = True
-    # phi in 0..1: the guided prediction's standard deviation is pulled back to the unguided one's by this share
+    # phi in 0..1: the guided prediction's standard deviation is pulled back to the full branch's by this share
     # (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed", §3.4; 0 = off)
     guidance_rescale: float = 0.0
     schedule_overrides: dict | None = None  # prediction_type / rescale_betas_zero_snr / timestep_spacing

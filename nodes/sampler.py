@@ -107,8 +107,8 @@ class EMO_Sampler:
                                                     "the noise decides (shading, texture) repeat instead of jumping "
                                                     "at each clip boundary; slightly softer faces. Not in the paper."}),
             "guidance_rescale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
-                                           "tooltip": "Pulls the guided prediction's spread back towards the unguided "
-                                                      "one's by this share, against the over-saturated colours strong "
+                                           "tooltip": "Pulls the guided prediction's spread back towards the fully "
+                                                      "conditioned one's by this share, against the over-saturated colours strong "
                                                       "guidance gives with zero-terminal-SNR models (Lin et al. 2023 "
                                                       "use 0.7). 0 = off."}),
         }}

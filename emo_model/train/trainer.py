@@ -245,6 +245,7 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
 
 # RGB <-> YIQ (NTSC): Y is luma, I and Q the chroma plane; turning (I, Q) rotates the hue at constant luma.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
 def hue_angles(size: int, share: float, g: torch.Generator) -> torch.Tensor:
@@ -259,7 +260,7 @@ def hue_matrices(angles: torch.Tensor) -> torch.Tensor:
     turn = torch.zeros(len(angles), 3, 3)
     turn[:, 0, 0] = 1.0
     turn[:, 1, 1], turn[:, 1, 2], turn[:, 2, 1], turn[:, 2, 2] = c, -s, s, c
-    return torch.linalg.inv(_RGB_TO_YIQ) @ turn @ _RGB_TO_YIQ
+    return _YIQ_TO_RGB @ turn @ _RGB_TO_YIQ
 
 
 def rotate_hues(batch: Batch, angles: torch.Tensor) -> Batch:
