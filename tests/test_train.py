@@ -1,6 +1,7 @@
 """The trainer on CPU with the tiny geometry: the three stages on a small synthetic prepared dataset,
 freezing per stage (bitwise), falling loss, kill-and-resume equality, the result in the pipeline and
 the nodes, bad datasets, gradient checkpointing and bf16."""
+import dataclasses
 import json
 import math
 import shutil
@@ -355,7 +356,11 @@ def test_hue_rotation_keeps_luma_and_greys_and_turns_a_samples_frames_alike(data
         before, after = getattr(batch, name), getattr(turned, name)
         torch.testing.assert_close(after[0], before[0], atol=1e-5, rtol=0)  # angle 0: unchanged
         assert not torch.allclose(after[1], before[1], atol=0.05) and after.min() >= 0 and after.max() <= 1
-    # the same matrix for the sample's reference and its frames: turning back restores the reference
+    # one turn per sample for its reference and its frames: a frame equal to the reference stays equal to it
+    same = dataclasses.replace(batch, target=batch.reference[:, None].expand_as(batch.target).clone())
+    same_turned = rotate_hues(same, torch.tensor([0.5, 2.0]))
+    assert torch.equal(same_turned.target, same_turned.reference[:, None].expand_as(same_turned.target))
+    # turning back restores the reference
     back = rotate_hues(turned, torch.tensor([0.0, -2.0]))
     unclipped = (turned.reference[1] > 0).all(0) & (turned.reference[1] < 1).all(0)
     assert torch.allclose(back.reference[1][:, unclipped], batch.reference[1][:, unclipped], atol=1e-4)
