@@ -4,6 +4,7 @@ Ids carry the `EMO_` prefix: ComfyUI silently drops a custom node whose id equal
 """
 from . import host
 from .audio import EMO_AudioEncode, EMO_LoadAudio
+from .color import EMO_ColorMatch
 from .loaders import EMO_AudioEncoderLoader, EMO_LoraLoader, EMO_ModelLoader
 from .reference import EMO_FaceMask, EMO_MotionFrames, EMO_ReferenceNet
 from .sampler import EMO_Sampler
@@ -21,6 +22,7 @@ _NODES = (
     (EMO_ReferenceNet, "EMO ReferenceNet"),
     (EMO_MotionFrames, "EMO Motion Frames"),
     (EMO_Sampler, "EMO Sampler"),
+    (EMO_ColorMatch, "EMO Color Match"),
     (EMO_VideoCombine, "EMO Video Combine"),
 )
 NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls, _ in _NODES}

@@ -296,6 +296,17 @@ def test_guidance_rescale_reaches_the_sampler(emo, reference, embeds):
         node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER, guidance_rescale=2.0)
 
 
+def test_color_match_node_shifts_the_frames_onto_the_portraits_colour(emo, portrait, reference, embeds):
+    images = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]
+    _, shown, _ = node("EMO_ReferenceNet").encode(emo, portrait, SIZE, SIZE, "crop")
+    matched = node("EMO_ColorMatch").match(images, shown, "video", 1.0)[0]
+    assert matched.shape == images.shape and matched.dtype == images.dtype
+    assert (matched.mean(dim=(0, 1, 2)) - shown[0].mean(dim=(0, 1))).abs().max() < 0.02  # up to clamping
+    assert torch.equal(node("EMO_ColorMatch").match(images, shown, "frame", 0.0)[0], images)
+    with pytest.raises(InputError, match="strength"):
+        node("EMO_ColorMatch").match(images, shown, "video", -0.5)
+
+
 def test_overlap_frames_keep_the_length_and_change_only_the_clips_after_the_first(emo, reference, embeds):
     f, seen = SAMPLER["frames_per_clip"], []
     plain = node("EMO_Sampler").sample(emo, reference, embeds[0], **SAMPLER)[0]

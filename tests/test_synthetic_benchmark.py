@@ -13,7 +13,8 @@ from emo_model.checkpoint import save_emo_checkpoint
 from emo_model.errors import InputError
 from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
-from emo_model.synthetic.benchmark import default_speeds, format_table, main, run_benchmark
+from emo_model.color import match_color
+from emo_model.synthetic.benchmark import Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
 from emo_model.synthetic.render import face_geometry
@@ -106,12 +107,22 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
                         lambda self, *a, **kw: (settings_seen.append(kw["settings"]), call(self, *a, **kw))[1])
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
                  "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--motion-cfg", "2",
-                 "--overlap", "1", "--shared-noise", "--json", str(json_out)]) == 0
+                 "--overlap", "1", "--shared-noise", "--color-match", "video", "--json", str(json_out)]) == 0
     assert "| EMO (full) |" in capsys.readouterr().out
     assert settings_seen and all(s.shared_noise and s.overlap_frames == 1 for s in settings_seen)
     written = json.loads(json_out.read_text())
     assert written["audio_cfg"] == 5.0 and written["motion_cfg"] == 2.0 and written["overlap"] == 1
     assert written["shared_noise"] is True and "overlap 1 frames, shared noise" in format_table(written)
+    assert written["color_match"] == "video" and "colour match (video)" in format_table(written)
+
+
+def test_color_match_goes_over_every_generated_video(eval_split):
+    pipeline = EMOPipeline(tiny_model(fps=25.0), tiny_vae(), load_audio_encoder(packaged_whisper_tiny_dir()))
+    clip = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]
+    plain = Runner(pipeline, SIZE, 25.0, 1, 0, 3.5).generate(clip, speed=0.0)
+    matched = Runner(pipeline, SIZE, 25.0, 1, 0, 3.5, color_match="frame").generate(clip, speed=0.0)
+    expected = match_color(torch.from_numpy(plain), torch.from_numpy(clip.reference), "frame").numpy()
+    assert not np.array_equal(plain, matched) and np.array_equal(matched, expected)
 
 
 def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):
@@ -126,5 +137,7 @@ def test_benchmark_errors_are_clear(eval_split, tmp_path):
     save_emo_checkpoint(tiny_model(), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
     with pytest.raises(InputError, match="not a synthetic split"):
         run_benchmark(checkpoint, tmp_path, log=lambda m: None)
+    with pytest.raises(InputError, match="color_match must be one of"):
+        run_benchmark(checkpoint, eval_split, color_match="lab", log=lambda m: None)
     with pytest.raises(InputError, match="smaller --seconds"):
         run_benchmark(checkpoint, eval_split, seconds=5.0, log=lambda m: None)

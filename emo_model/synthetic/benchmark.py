@@ -21,6 +21,8 @@ the Face Locator gets the clip's face region. Runs and what they measure (see me
   clip starts from zero motion maps), no speed layers (no speed input; the sweep's seeds differ per
   request in every sweep so that an ignored request shows as noise).
 - ground-truth renders through the same measurements: the calibration of the measurements.
+- `--color-match`: every generated video (all runs above) goes through the EMO Color Match step, as
+  in the example workflows; the ceiling and ground-truth rows do not.
 - cost: seconds per generated frame (median over the still-head clips) and the process's peak memory.
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ from scipy.stats import spearmanr
 from ..atomic import write_text_atomic
 from ..audio import load_audio_encoder, packaged_whisper_tiny_dir
 from ..checkpoint import load_checkpoint_vae, load_emo_model
+from ..color import COLOR_MATCH_MODES, match_color
 from ..data import load_index, read_clip, read_clip_frames
 from ..errors import EMOError, InputError
 from ..pipeline import EMOPipeline
@@ -163,9 +166,10 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 class Runner:
     def __init__(self, pipeline: EMOPipeline, resolution: int, fps: float, steps: int, seed: int, audio_cfg: float,
-                 motion_cfg: float = 1.0, overlap: int = 0, shared_noise: bool = False):
+                 motion_cfg: float = 1.0, overlap: int = 0, shared_noise: bool = False, color_match: str | None = None):
         self.pipeline, self.resolution, self.fps, self.steps, self.seed = pipeline, resolution, fps, steps, seed
         self.audio_cfg, self.motion_cfg, self.overlap, self.shared_noise = audio_cfg, motion_cfg, overlap, shared_noise
+        self.color_match = color_match
         self.seconds_per_frame: list[float] = []
 
     def generate(self, clip: EvalClip, *, speed=None, audio_cfg: float | None = None, reuse_motion: bool = True,
@@ -177,16 +181,21 @@ class Runner:
         started = time.perf_counter()
         video = self.pipeline(clip.reference, clip.waveform, fps=self.fps, height=self.resolution,
                               width=self.resolution, face_mask=clip.face_mask, speed=speed, settings=settings)
+        frames = video.frames
+        if self.color_match is not None:
+            frames = match_color(frames, torch.from_numpy(clip.reference), self.color_match)
         if timed:
-            self.seconds_per_frame.append((time.perf_counter() - started) / len(video.frames))
-        return video.frames.numpy()[:len(clip.mouth)]
+            self.seconds_per_frame.append((time.perf_counter() - started) / len(frames))
+        return frames.numpy()[:len(clip.mouth)]
 
 
 def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, steps: int = 20,
                   speeds=None, speed_clips: int = 2, seed: int = 0,
                   audio_cfg: float = SamplerSettings.audio_cfg, motion_cfg: float = SamplerSettings.motion_cfg,
                   overlap: int = SamplerSettings.overlap_frames, shared_noise: bool = SamplerSettings.shared_noise,
-                  audio_encoder=None, log=print) -> dict:
+                  color_match: str | None = None, audio_encoder=None, log=print) -> dict:
+    if color_match is not None and color_match not in COLOR_MATCH_MODES:
+        raise InputError(f"color_match must be one of {COLOR_MATCH_MODES} or None, got {color_match!r}")
     model = load_emo_model(checkpoint)
     vae = load_checkpoint_vae(checkpoint)
     if vae is None:
@@ -201,7 +210,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     fps = config.fps
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
     speeds = default_speeds(data) if speeds is None else tuple(speeds)
-    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg, overlap, shared_noise)
+    runner = Runner(pipeline, resolution, fps, steps, seed, audio_cfg, motion_cfg, overlap, shared_noise, color_match)
     f = config.frames_per_clip
 
     rows: dict[str, dict] = {name: {} for name in ("ground truth renders", "VAE reconstruction (ceiling)",
@@ -254,7 +263,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
             "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap,
-            "shared_noise": shared_noise, "resolution": resolution, "fps": fps,
+            "shared_noise": shared_noise, "color_match": color_match, "resolution": resolution, "fps": fps,
             "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
@@ -295,7 +304,8 @@ def format_table(result: dict) -> str:
               f"{result['clips']} held-out clips × {result['seconds']:g} s at {result['resolution']}² and "
               f"{result['fps']:g} fps, {result['steps']} DDIM steps, audio guidance {result['audio_cfg']:g}, "
               f"motion guidance {result.get('motion_cfg', 1.0):g}, overlap {result.get('overlap', 0)} frames"
-              f"{', shared noise' if result.get('shared_noise') else ''}; "
+              f"{', shared noise' if result.get('shared_noise') else ''}"
+              f"{f', colour match ({cm})' if (cm := result.get('color_match')) else ''}; "
               f"{result['seconds_per_frame']:.3f} s per frame, "
               f"peak memory {result['peak_memory_mb']:.0f} MB ({result['device']})."]
     return "\n".join(lines)
@@ -321,6 +331,9 @@ def main(argv=None) -> int:
                         help="frames each clip re-denoises from the previous one (the Sampler node's overlap_frames)")
     parser.add_argument("--shared-noise", action="store_true",
                         help="every clip starts from the first clip's noise (the Sampler node's shared_noise)")
+    parser.add_argument("--color-match", choices=COLOR_MATCH_MODES, default=None,
+                        help="shift the generated frames' mean colour onto the portrait's (the EMO Color Match node; "
+                             "default: off, the model's own colours)")
     parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -329,7 +342,8 @@ def main(argv=None) -> int:
                                speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
                                speed_clips=args.speed_clips,
                                seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
-                               overlap=args.overlap, shared_noise=args.shared_noise, audio_encoder=args.audio_encoder,
+                               overlap=args.overlap, shared_noise=args.shared_noise, color_match=args.color_match,
+                               audio_encoder=args.audio_encoder,
                                log=lambda m: print(m, file=sys.stderr))
     except EMOError as e:
         print(f"error: {e}", file=sys.stderr)
