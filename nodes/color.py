@@ -5,9 +5,9 @@ from ..emo_model.color import COLOR_MATCH_MODES, match_color
 
 
 class EMO_ColorMatch:
-    DESCRIPTION = ("Undoes the colour drift of generated frames (a yellow shirt turning orange) by shifting their "
-                   "mean colour onto the portrait's. Shapes, motion and the mouth are untouched. Leave it out "
-                   "when a style LoRA is meant to change the colours.")
+    DESCRIPTION = ("Reduces the colour cast of generated frames (a yellow shirt turning orange) by shifting their "
+                   "mean colour onto the portrait's. Shapes, motion and the mouth are untouched; drift that differs "
+                   "across the frame stays. Leave it out when a style LoRA is meant to change the colours.")
     CATEGORY = "EMO"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
@@ -18,7 +18,7 @@ class EMO_ColorMatch:
     def INPUT_TYPES(cls):
         return {"required": {
             "images": ("IMAGE", {"tooltip": "The generated frames (EMO Sampler)."}),
-            "reference": ("IMAGE", {"tooltip": "The portrait as the model saw it (EMO ReferenceNet's image)."}),
+            "reference": ("IMAGE", {"tooltip": "One image: the portrait as the model saw it (EMO ReferenceNet's image)."}),
             "mode": (list(COLOR_MATCH_MODES), {
                 "default": "video", "tooltip": "video: one shift for all frames (adds no flicker); frame: each "
                                                "frame on its own (also fixes drift that changes along the video)."}),
@@ -27,4 +27,4 @@ class EMO_ColorMatch:
         }}
 
     def match(self, images, reference, mode, strength):
-        return (match_color(images, reference[:1, ..., :3], mode, strength),)
+        return (match_color(images, reference[..., :3], mode, strength),)

@@ -34,7 +34,7 @@ def test_frame_mode_meets_the_portraits_mean_in_every_frame():
 
 def test_strength_scales_the_shift_and_zero_leaves_the_frames_alone():
     portrait, _, drifted = drifted_video()
-    assert torch.equal(match_color(drifted, portrait, strength=0.0), drifted)
+    assert torch.equal(match_color(drifted, portrait, strength=0.0), drifted)  # even values outside 0..1
     full = match_color(drifted, portrait) - drifted
     half = match_color(drifted, portrait, strength=0.5) - drifted
     assert torch.allclose(half, full / 2, atol=1e-6)
@@ -59,6 +59,7 @@ def test_any_reference_size_uint8_and_the_range_is_kept():
     (dict(frames=torch.rand(4, 8, 8, 4)), r"frames must be a non-empty batch \[N, H, W, 3\]"),
     (dict(frames=torch.rand(0, 8, 8, 3)), "non-empty"),
     (dict(reference=torch.rand(2, 8, 8, 3)), r"reference must be one RGB image"),
+    (dict(frames=torch.randint(0, 255, (4, 8, 8, 3), dtype=torch.int32)), "must be uint8 .* or float"),
 ])
 def test_bad_input_is_refused_with_what_was_wrong(kwargs, message):
     args = dict(frames=torch.rand(4, 8, 8, 3), reference=torch.rand(8, 8, 3))

@@ -195,3 +195,43 @@ def test_core_nodes_interoperate_with_emo_nodes(server, tmp_path):
     assert abs(ours - videos["vaedecoded"].frames).mean() < 3  # same latents, same VAE, in ComfyUI's decoder
     # a second H.264 4:2:0 encode of these noise-like (untrained model) frames: chroma loss only
     assert abs(ours - videos["roundtrip"].frames).mean() < 10
+
+
+CHROMIUM = os.environ.get("EMO_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.mark.parametrize("name", ["emo_basic", "emo_long_audio", "emo_composition"])
+def test_ui_workflow_loads_in_the_frontend_unchanged_and_converts_to_its_api_twin(server, name):
+    """The UI files in the real frontend (headless Chromium + Playwright, opt-in like the rest): after
+    loadGraphData, serialize() gives the file back (but for the graph's random id and the upload
+    button's value) and graphToPrompt() gives exactly the API file."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (set EMO_CHROMIUM)")
+    url, _ = server
+    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    api = json.loads((ROOT / "workflows/api" / f"{name}.json").read_text())
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="networkidle")
+            page.wait_for_function("window.app && window.app.graph", timeout=60000)
+            page.evaluate("async (w) => { await window.app.loadGraphData(w); }", ui)
+            serialized = page.evaluate("() => window.app.graph.serialize()")
+            prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+        finally:
+            browser.close()
+    assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()} == \
+        {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+
+    def comparable(graph):
+        nodes = []
+        for node in graph["nodes"]:
+            node = dict(node)
+            named = {k: v for k, v in (node.pop("widgets_values_named", None) or {}).items() if k != "upload"}
+            values = [v for v in node.pop("widgets_values", []) if v not in ("", None)]
+            nodes.append((node, named, values))
+        return sorted(nodes, key=lambda n: n[0]["id"]), graph["links"]
+
+    assert comparable(serialized) == comparable(ui)

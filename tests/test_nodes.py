@@ -305,6 +305,8 @@ def test_color_match_node_shifts_the_frames_onto_the_portraits_colour(emo, portr
     assert torch.equal(node("EMO_ColorMatch").match(images, shown, "frame", 0.0)[0], images)
     with pytest.raises(InputError, match="strength"):
         node("EMO_ColorMatch").match(images, shown, "video", -0.5)
+    with pytest.raises(InputError, match="reference must be one RGB image"):  # a batch is not one portrait
+        node("EMO_ColorMatch").match(images, shown.expand(2, -1, -1, -1), "video", 1.0)
 
 
 def test_overlap_frames_keep_the_length_and_change_only_the_clips_after_the_first(emo, reference, embeds):
