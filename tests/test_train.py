@@ -27,7 +27,8 @@ from emo_model.train.freeze import STAGE_GROUPS
 from emo_model.train.loss_log import LossLog
 from emo_model.train.objective import Objective
 from emo_model.train.state import checkpoints
-from emo_model.train.trainer import hue_angles, hue_matrices, model_inputs, rotate_hues, step_generator
+from emo_model.train.hue import hue_angles, hue_matrices
+from emo_model.train.trainer import model_inputs, rotate_hues, step_generator
 from emo_model.vae import LatentCodec
 from helpers import awake, blob_clip, make_blob_dataset, tiny_config, tiny_vae
 

@@ -8,7 +8,8 @@ import torch
 from emo_model.checkpoint import load_checkpoint_vae
 from emo_model.train import TrainConfig, train
 from emo_model.train.config import ConfigError
-from emo_model.train.vae import VAETrainConfig, load_frames, main, reconstruction_psnr
+from emo_model.train.trainer import step_generator
+from emo_model.train.vae import VAETrainConfig, load_frames, main, reconstruction_psnr, training_batch
 from emo_model.vae import LatentCodec, vae_scale_factor
 from helpers import make_blob_dataset
 
@@ -74,6 +75,26 @@ def test_vae_file_trains_an_emo_stage_at_its_own_scale_factor(trained, dataset, 
         train(TrainConfig.from_dict({**values, "geometry": "tiny", "output_dir": str(tmp_path / "s1b")}))
 
 
+def test_hue_augment_turns_a_share_of_the_training_frames_at_constant_luma(tmp_path, dataset):
+    frames = load_frames([str(dataset)], 64)
+    plain = VAETrainConfig.from_file(_config(tmp_path, dataset, "plain", batch_size=64))
+    turned = VAETrainConfig.from_file(_config(tmp_path, dataset, "hue", batch_size=64, hue_augment=1.0))
+    half = VAETrainConfig.from_file(_config(tmp_path, dataset, "half", batch_size=64, hue_augment=0.5))
+    g = lambda: step_generator(0, 3, 0, 0)
+    original = training_batch(frames, plain, g())
+    index = torch.randint(len(frames), (64,), generator=g())
+    assert torch.equal(original, frames[index].float() / 127.5 - 1)  # off: the draws and values of before
+    luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+    for config, share in ((turned, 1.0), (half, 0.5)):
+        batch = training_batch(frames, config, g())
+        assert batch.min() >= -1 and batch.max() <= 1
+        changed = (batch - original).abs().flatten(1).amax(1) > 0.05
+        assert 0.25 * 64 < int(changed.sum()) <= share * 64 + 0.25 * 64
+        unclipped = (batch > -1 + 1e-4).all(1, keepdim=True) & (batch < 1 - 1e-4).all(1, keepdim=True)
+        luma_diff = ((batch - original) * luma).sum(1, keepdim=True)[unclipped]
+        assert luma_diff.abs().max() < 1e-4  # brightness kept where nothing clipped
+
+
 def test_bad_vae_configs_are_refused(tmp_path, dataset):
     with pytest.raises(ConfigError, match="init_vae"):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "a", decoder_only=True))
@@ -87,3 +108,5 @@ def test_bad_vae_configs_are_refused(tmp_path, dataset):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "e", lr_warmup_steps=-2))
     with pytest.raises(ConfigError, match="below max_steps"):
         VAETrainConfig.from_file(_config(tmp_path, dataset, "f", lr_schedule="cosine", lr_warmup_steps=9, max_steps=9))
+    with pytest.raises(ConfigError, match="hue_augment"):
+        VAETrainConfig.from_file(_config(tmp_path, dataset, "g", hue_augment=1.5))

@@ -33,6 +33,7 @@ from . import state as ckpt
 from .config import ConfigError, TrainConfig
 from .data import Batch, TrainData
 from .freeze import apply_freezing, stage_groups
+from .hue import hue_angles, hue_matrices, turn_hues
 from .loss_log import LossLog, plot_losses
 from .objective import Objective
 from .setup import adopt_config, build_training_model, load_training_vae, own_storage
@@ -243,35 +244,12 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
                       mouth_weights(batch.mouth_mask, latents.shape[-2:], config.mouth_loss_weight))
 
 
-# RGB <-> YIQ (NTSC): Y is luma, I and Q the chroma plane; turning (I, Q) rotates the hue at constant luma.
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
-
-
-def hue_angles(size: int, share: float, g: torch.Generator) -> torch.Tensor:
-    """[size] radians: uniform in -pi..pi for a `share` of the samples, 0 for the rest."""
-    turned = torch.rand(size, generator=g) < share
-    return torch.where(turned, (torch.rand(size, generator=g) * 2 - 1) * math.pi, torch.zeros(size))
-
-
-def hue_matrices(angles: torch.Tensor) -> torch.Tensor:
-    """[B] radians -> [B, 3, 3] RGB matrices that turn the hue by each angle."""
-    c, s = torch.cos(angles), torch.sin(angles)
-    turn = torch.zeros(len(angles), 3, 3)
-    turn[:, 0, 0] = 1.0
-    turn[:, 1, 1], turn[:, 1, 2], turn[:, 2, 1], turn[:, 2, 2] = c, -s, s, c
-    return _YIQ_TO_RGB @ turn @ _RGB_TO_YIQ
-
-
 def rotate_hues(batch: Batch, angles: torch.Tensor) -> Batch:
     """The batch with each sample's reference, motion and target frames (0..1, channels at -3) hue-turned alike."""
     matrices = hue_matrices(angles)
 
     def turn(pixels: torch.Tensor | None) -> torch.Tensor | None:
-        if pixels is None:
-            return None
-        m = matrices.reshape(len(angles), *([1] * (pixels.ndim - 4)), 3, 3)
-        return torch.einsum("...ij,...jhw->...ihw", m, pixels).clamp(0, 1)
+        return None if pixels is None else turn_hues(pixels, matrices)
 
     return dataclasses.replace(batch, reference=turn(batch.reference), motion=turn(batch.motion),
                                target=turn(batch.target))

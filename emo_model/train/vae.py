@@ -34,6 +34,7 @@ from ..checkpoint import load_checkpoint_vae, save_vae_file
 from ..data import load_index, read_clip_frames
 from ..errors import EMOError
 from .config import ConfigError, apply_overrides, lr_schedule_problem
+from .hue import hue_angles, hue_matrices, turn_hues
 from .loss_log import LossLog, plot_losses
 from .trainer import learning_rate, step_generator
 
@@ -56,6 +57,9 @@ class VAETrainConfig:
     lr_warmup_steps: int = 50
     lr_schedule: str = "constant"  # constant | cosine (as TrainConfig)
     kl_weight: float = 1e-6
+    # Share of frames turned to a random hue (see hue.py): a VAE trained on few identities otherwise
+    # learns their palettes and pulls an unseen portrait's colours towards them.
+    hue_augment: float = 0.0
     log_every: int = 25
     threads: int | None = None  # torch intra-op threads; None = torch's default
     # Fine-tuning: start from this VAE file (vae.safetensors or an EMO checkpoint with a VAE); with
@@ -88,6 +92,8 @@ class VAETrainConfig:
             raise ConfigError(f"block_out_channels needs at least 2 widths (down-sampling 2^(widths - 1), here "
                               f"{factor}) and resolution a multiple of 8 and of that; got {config.block_out_channels}, "
                               f"{config.resolution}")
+        if not 0.0 <= config.hue_augment <= 1.0:
+            raise ConfigError(f"hue_augment must be in 0..1, got {config.hue_augment}")
         if config.decoder_only and not config.init_vae:
             raise ConfigError("decoder_only fine-tunes a trained VAE: set init_vae")
         if any(c % config.norm_num_groups for c in config.block_out_channels):
@@ -148,7 +154,7 @@ def train_vae(config: VAETrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             g = step_generator(config.seed, step, 0, 0)
-            pixels = frames[torch.randint(len(frames), (config.batch_size,), generator=g)].float() / 127.5 - 1
+            pixels = training_batch(frames, config, g)
             with torch.set_grad_enabled(not config.decoder_only):
                 posterior = vae.encode(pixels).latent_dist
             # decoder_only: the mode, as EMO's latents are (LatentCodec.encode)
@@ -180,6 +186,15 @@ def train_vae(config: VAETrainConfig) -> Path:
                                         "reconstruction_psnr_db": f"{psnr:.2f}"})
     plot_losses(losses.read(), out / "loss.png")
     return final
+
+
+def training_batch(frames: torch.Tensor, config: VAETrainConfig, g: torch.Generator) -> torch.Tensor:
+    """`batch_size` frames drawn from uint8 `frames` [N, 3, H, W], a `hue_augment` share of them hue-turned, in -1..1."""
+    picked = frames[torch.randint(len(frames), (config.batch_size,), generator=g)]
+    if config.hue_augment > 0:  # drawn only when on, so runs without it keep every draw they had
+        turns = hue_matrices(hue_angles(config.batch_size, config.hue_augment, g))
+        return turn_hues(picked.float() / 255, turns) * 2 - 1
+    return picked.float() / 127.5 - 1
 
 
 @torch.inference_mode()
