@@ -93,6 +93,7 @@ def test_command_prints_the_table_and_writes_json(dataset, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| 999 |" in printed and "copy last motion frame" in printed
     assert set(json.loads(out.read_text())["x0_mse"]["999"]) == set(VARIANTS)
+    assert torch.is_grad_enabled()  # the probe must not switch autograd off for the rest of the process
 
     bare = tmp_path / "bare.safetensors"
     save_emo_checkpoint(tiny_model(**CLIP), bare)  # no VAE, no training resolution

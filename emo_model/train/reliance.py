@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     return report(lambda: run(args), format_table, args.json)
 
 
+@torch.no_grad()  # scoped, not set_grad_enabled(False): callers in the same process keep autograd
 def run(args) -> dict:
-    torch.set_grad_enabled(False)
     model = load_emo_model(args.checkpoint).eval()
     vae = load_any_vae(args.vae or args.checkpoint)
     c = model.config
