@@ -78,7 +78,8 @@ def train(config: TrainConfig, *, resume: str | None = None,
     emo_config = config.emo_config()
     data = TrainData(config.data, stage=config.stage, resolution=config.resolution,
                      frames=emo_config.frames_per_clip, motion_frames=emo_config.motion_frames,
-                     audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim))
+                     audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim),
+                     speed_label=emo_config.speed_label)
     emo_config = dataclasses.replace(emo_config, fps=data.fps)
     checkpoint = _resume_point(out, resume)
 
@@ -113,7 +114,7 @@ def train(config: TrainConfig, *, resume: str | None = None,
         raise ConfigError(f"the VAE down-samples {vae_scale_factor(vae)}x but the geometry's vae_scale_factor is "
                           f"{emo_config.vae_scale_factor}: set geometry.vae_scale_factor (and face_locator_channels)")
     codec = LatentCodec(vae)
-    objective = Objective(emo_config.noise, config.noise_offset, config.min_snr_gamma)
+    objective = Objective(emo_config.noise, config.noise_offset, config.min_snr_gamma, config.min_snr_floor)
     losses = LossLog(out / "loss.jsonl")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
