@@ -77,9 +77,6 @@ class NoiseSchedule:
     steps_offset: int = 1
 
 
-SPEED_LABELS = ("speed", "roll_velocity")
-
-
 @dataclass(frozen=True)
 class EMOConfig:
     unet: UNetGeometry = field(default_factory=UNetGeometry)
@@ -92,14 +89,9 @@ class EMOConfig:
     audio_tokens: int = 32
     audio_token_dim: int = 768
     audio_hidden: int = 1024
-    # Speed layers: bucketed tanh encoding of a per-frame head-motion label (degrees per frame).
-    # "speed" (paper): the angle of the head rotation between consecutive frames, >= 0, bucket centres
-    # linspace(0, speed_max, buckets). "roll_velocity": the signed change of the roll angle per frame,
-    # centres linspace(-speed_max, speed_max, buckets): it also says which way the head turns, which a
-    # model cannot see in its motion frames when a frame's turn is a fraction of a latent pixel.
-    speed_label: str = "speed"
+    # Speed layers: bucketed tanh encoding of head rotation speed (degrees per frame).
     speed_buckets: int = 9
-    speed_max: float = 2.4  # centre of the last bucket
+    speed_max: float = 2.4  # centre of the last bucket; centres are linspace(0, speed_max, buckets)
     speed_window: int = 2
     speed_dim: int = 768
     speed_hidden: int = 512
@@ -121,8 +113,6 @@ class EMOConfig:
             raise ValueError(f"face_locator_channels {self.face_locator_channels} down-sample by "
                              f"{2 ** (len(self.face_locator_channels) - 1)}, the VAE by {self.vae_scale_factor}: "
                              "give log2(vae_scale_factor) + 1 widths")
-        if self.speed_label not in SPEED_LABELS:
-            raise ValueError(f"speed_label must be one of {SPEED_LABELS}, got {self.speed_label!r}")
         if self.reference_attention not in ("concat", "cross"):
             raise ValueError(f"reference_attention must be 'concat' or 'cross', got {self.reference_attention!r}")
         if self.motion_frames + self.frames_per_clip > self.unet.motion_max_frames:

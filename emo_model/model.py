@@ -32,8 +32,7 @@ class EMOModel(nn.Module):
         self.audio_projection = AudioProjection(config.audio_window, config.audio_layers, config.audio_dim,
                                                 config.audio_hidden, config.audio_tokens, config.audio_token_dim)
         self.speed_encoder = SpeedEncoder(config.speed_buckets, config.speed_max, config.speed_window,
-                                          config.speed_dim, config.speed_hidden, g.motion_max_frames,
-                                          signed=config.speed_label == "roll_velocity")
+                                          config.speed_dim, config.speed_hidden, g.motion_max_frames)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -171,8 +171,7 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
     reference_latents: [1, 4, h, w]. frame_audio: audio features at the video frame rate,
     [num_frames, L, D] (CPU is fine: each clip's windows move to the model's device). face_mask:
     [1, 1, H, W] pixel-resolution mask or None (= all ones, no guidance). speed: None (no speed
-    layers), a number, or a per-frame curve in degrees per frame, in the model's `speed_label` (signed
-    for roll_velocity). initial_motion: latents
+    layers), a number, or a per-frame curve in degrees per frame (0 or more). initial_motion: latents
     [k, 4, h, w] of earlier frames to continue from (the last n are used). reference_features:
     ReferenceNet's output for `reference_latents` when already computed (then it is not rerun).
     `decode` maps latents
@@ -202,10 +201,9 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         face_mask = torch.ones(1, 1, h * config.vae_scale_factor, w * config.vae_scale_factor)
     face = model.face_features(face_mask.to(device, dtype))
     speeds = None if speed is None else speed_curve(speed, num_frames)
-    if speeds is not None and config.speed_label == "speed" and bool((speeds < 0).any()):
-        raise InputError(f"speed {float(speeds.min()):g}: this model's speed layers take the head rotation speed, "
-                         "0 or more degrees per frame (a signed speed needs a model trained on roll_velocity); "
-                         "leave speed out (-1 in the EMO Sampler node) to turn the speed layers off")
+    if speeds is not None and bool((speeds < 0).any()):
+        raise InputError(f"speed {float(speeds.min()):g}: the speed layers take the head rotation speed, 0 or more "
+                         "degrees per frame; leave speed out (-1 in the EMO Sampler node) to turn them off")
     if settings.overlap_frames >= f:  # checked even where reuse_motion turns it off below
         raise InputError(f"overlap frames must be fewer than the {f} frames per clip, got {settings.overlap_frames}")
     o = settings.overlap_frames if settings.reuse_motion else 0  # without reuse nothing is continued

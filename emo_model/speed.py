@@ -3,7 +3,7 @@
 Paper §3.2: d buckets with centre c_i and radius r_i, s_i = tanh(3 (w - c_i) / r_i), a window of
 +-m frames, an MLP. Centres, radii and d are unpublished: we use d evenly spaced centres from 0
 to `speed_max` degrees per frame with radius = the spacing, so the code reads like a soft
-thermometer of the speed (from -`speed_max` for a signed label, EMOConfig.speed_label). The window is edge-padded; a sinusoidal position along the clip lets
+thermometer of the speed. The window is edge-padded; a sinusoidal position along the clip lets
 the temporal cross-attention align tokens with frames.
 """
 from __future__ import annotations
@@ -15,21 +15,18 @@ from torch import nn
 
 
 class SpeedEncoder(nn.Module):
-    def __init__(self, buckets: int, max_speed: float, window: int, dim: int, hidden: int, max_frames: int,
-                 signed: bool = False):
+    def __init__(self, buckets: int, max_speed: float, window: int, dim: int, hidden: int, max_frames: int):
         super().__init__()
-        # Centres derive from these: nothing to store. Signed labels (roll velocity) span -max..max.
-        self.buckets, self.max_speed, self.signed = buckets, max_speed, signed
+        self.buckets, self.max_speed = buckets, max_speed  # centres derive from these: nothing to store
+        self.radius = max_speed / max(buckets - 1, 1)
         self.window = window
         self.mlp = nn.Sequential(nn.Linear(buckets * (2 * window + 1), hidden), nn.SiLU(), nn.Linear(hidden, dim))
         self.pos_embed = SinusoidalPositionalEmbedding(dim, max_seq_length=max_frames)
 
     def bucket_code(self, speed: torch.Tensor) -> torch.Tensor:
         """[B, T] degrees/frame → [B, T, d] in -1..1."""
-        low = -self.max_speed if self.signed else 0.0
-        centres = torch.linspace(low, self.max_speed, self.buckets, device=speed.device, dtype=speed.dtype)
-        radius = (self.max_speed - low) / max(self.buckets - 1, 1)
-        return torch.tanh(3.0 * (speed.unsqueeze(-1) - centres) / radius)
+        centres = torch.linspace(0.0, self.max_speed, self.buckets, device=speed.device, dtype=speed.dtype)
+        return torch.tanh(3.0 * (speed.unsqueeze(-1) - centres) / self.radius)
 
     def forward(self, speed: torch.Tensor) -> torch.Tensor:
         """speed: [B, T] degrees per frame (T = motion + generated frames) → tokens [B, T, dim]."""

@@ -90,9 +90,7 @@ class EMO_Sampler:
         }, "optional": {
             "speed_curve": ("STRING", {"default": "", "multiline": False,
                                        "tooltip": "Per-frame speed instead of `speed`: numbers ('0.2, 0.8') or "
-                                                  "keyframes ('0:0.2, 3s:1.0'). Empty: use `speed`. A model whose speed "
-                                                  "layers read roll velocity takes signed values here "
-                                                  "(negative: the other way round)."}),
+                                                  "keyframes ('0:0.2, 3s:1.0'). Empty: use `speed`."}),
             "motion_frames": (EMO_MOTION, {"tooltip": "Continue from an earlier video (EMO Motion Frames)."}),
             "motion_cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.05,
                                      "tooltip": "Guidance towards the motion frames: each clip follows the one before "

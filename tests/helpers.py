@@ -58,12 +58,11 @@ def blob_clip(seed: int, size: int, frames: int, fps: float):
     for t in range(frames):
         blob = np.exp(-((xx - x[t]) ** 2 + (yy - size / 2) ** 2) / (2 * 8.0 ** 2))[..., None]
         images.append((40 + blob * (colour - 40)).astype(np.uint8))
-    roll = torch.tensor(x / 4, dtype=torch.float32)  # a roll angle that moves with the blob: speed = |Δroll|
-    speed = torch.diff(roll, prepend=roll[:1]).abs()
+    speed = (torch.tensor(np.abs(np.diff(x, prepend=x[0])), dtype=torch.float32) / 4)
     tensors = {
         "face_boxes": torch.tensor([[16.0, 12.0, 48.0, 52.0]]).repeat(frames, 1),
         "face_region": torch.tensor([16.0, 12.0, 48.0, 52.0]),
-        "rotation": torch.stack([torch.zeros(frames), torch.zeros(frames), roll], 1),
+        "rotation": torch.zeros(frames, 3),
         "speed": speed,
         "audio_features": features.half(),
         "audio": torch.zeros(round(frames / fps * 16000)),

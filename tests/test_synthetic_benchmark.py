@@ -3,7 +3,6 @@ on a tiny checkpoint (values are meaningless there; the table, the runs and the 
 import dataclasses
 import json
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +15,7 @@ from emo_model.errors import InputError
 from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
 from emo_model.color import match_color
-from emo_model.synthetic.benchmark import (Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark,
-                                          speed_request)
+from emo_model.synthetic.benchmark import Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
 from emo_model.synthetic.render import face_geometry
@@ -62,14 +60,6 @@ def test_head_speed_orders_constant_speed_renders():
     assert speeds[0] < 0.05 and speeds[0] < speeds[1] < speeds[2]
     with pytest.raises(ValueError, match="more than"):
         head_speed(np.zeros(4))
-
-
-def test_a_roll_velocity_model_is_asked_for_the_ground_truths_signed_track():
-    """The sweep asks a rotation-speed model for the number, a roll-velocity one for the signed roll change of
-    the ground-truth renders' track (from the reference pose, turning back at ±15°)."""
-    clip = SimpleNamespace(roll=13.5, mouth=np.zeros(6))
-    assert speed_request(clip, 1.0, "speed") == 1.0
-    assert speed_request(clip, 1.0, "roll_velocity") == [1.0, 1.0, -1.0, -1.0, -1.0, -1.0]
 
 
 def test_frame_change_psnr_and_ssim():

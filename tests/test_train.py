@@ -23,7 +23,7 @@ from emo_model.pipeline import EMOPipeline
 from emo_model.sampler import SamplerSettings
 from emo_model.train import ConfigError, TrainConfig, parameter_group, train
 from emo_model.train.__main__ import main as train_cli
-from emo_model.train.data import TrainData, roll_velocity
+from emo_model.train.data import TrainData
 from emo_model.train.freeze import STAGE_GROUPS
 from emo_model.train.loss_log import LossLog
 from emo_model.train.objective import Objective
@@ -70,8 +70,7 @@ def fixed_draw_loss(checkpoint, cfg, vae, draws=6):
     model = load_emo_model(checkpoint).train()
     e = cfg.emo_config()
     data = TrainData(cfg.data, stage=cfg.stage, resolution=cfg.resolution, frames=e.frames_per_clip,
-                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim),
-                     speed_label=e.speed_label)
+                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
     objective, codec, total = Objective(e.noise), LatentCodec(vae), 0.0
     with torch.no_grad():
         for i in range(draws):
@@ -276,8 +275,7 @@ def moving_face_dataset(tmp_path_factory):
 def train_data(cfg):
     e = cfg.emo_config()
     return TrainData(cfg.data, stage=cfg.stage, resolution=cfg.resolution, frames=e.frames_per_clip,
-                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim),
-                     speed_label=e.speed_label)
+                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -358,28 +356,6 @@ def test_min_snr_floor_keeps_the_noisiest_steps_weight():
         Objective(dataclasses.replace(schedule, prediction_type="epsilon"), min_snr_gamma=5.0, min_snr_floor=1.0)
     with pytest.raises(ConfigError, match="min_snr_floor"):
         TrainConfig.from_dict(dict(stage=1, data=["d"], output_dir="o", min_snr_gamma=None, min_snr_floor=1.0))
-
-
-def test_roll_velocity_label_is_the_signed_roll_change(dataset, vae_checkpoint, tmp_path):
-    """speed_label roll_velocity: stage 3 trains on the signed per-frame roll change (its size is the
-    rotation speed here, the blob's roll being its only rotation); the saved model keeps the label."""
-    assert torch.equal(roll_velocity(torch.tensor([[0, 0, 1.0], [0, 0, 3.0], [0, 0, 2.5]])),
-                       torch.tensor([2.0, 2.0, -0.5]))
-    geometry = {k: v for k, v in dataclasses.asdict(tiny_config()).items() if k != "noise"}  # noise: the run's
-    plain, signed = step_inputs(dataset, 3, {}, {"geometry": {**geometry, "speed_label": "roll_velocity"}})
-    assert torch.equal(plain.noisy, signed.noisy)  # the label changes nothing else
-    speed, velocity = plain.conditions["speed"], signed.conditions["speed"]
-    torch.testing.assert_close(velocity.abs(), speed)
-    many = train_data(config(dataset, "unused", 3, geometry={**geometry, "speed_label": "roll_velocity"}))
-    velocity = many.sample(16, step_generator(0, 0, 0, 0)).speed
-    assert (velocity < 0).any() and (velocity > 0).any()  # the heads turn both ways
-
-    stage2 = train(config(dataset, tmp_path / "s2", 2, max_steps=1, vae=str(vae_checkpoint)))
-    stage3 = train(config(dataset, tmp_path / "s3", 3, max_steps=2, init_checkpoint=str(stage2), vae=str(vae_checkpoint),
-                          geometry={**geometry, "speed_label": "roll_velocity"}))
-    model = load_emo_model(stage3)
-    assert model.config.speed_label == "roll_velocity" and model.speed_encoder.signed
-    assert not load_emo_model(stage2).speed_encoder.signed
 
 
 def test_hue_rotation_keeps_luma_and_greys_and_turns_a_samples_frames_alike(dataset):

@@ -16,9 +16,7 @@ the Face Locator gets the clip's face region. Runs and what they measure (see me
 - the model's ceiling: the same renders through the model's own VAE (encode → decode).
 - speed sweep: requested head speeds (`--speeds`, degrees per frame; default five from 0 to the split's
   largest training speed, `--max-speed` of the generator) on `--speed-clips` portraits;
-  Spearman ρ between requested and measured speed, and whether the per-speed medians increase. A model
-  whose speed layers read roll velocity (EMOConfig.speed_label) is given the ground truth's signed track:
-  turning from the reference pose, back at ±15°; the measure reads the speed either way.
+  Spearman ρ between requested and measured speed, and whether the per-speed medians increase.
 - ablations: no audio (audio guidance 0: the audio branch is dropped), no motion frames (every
   clip starts from zero motion maps), no speed layers (no speed input; the sweep's seeds differ per
   request in every sweep so that an ignored request shows as noise).
@@ -130,34 +128,17 @@ def still_renders(clip: EvalClip, resolution: int) -> np.ndarray:
     return _resize(np.stack(frames), resolution)
 
 
-def constant_speed_roll(start: float, speed: float, num_frames: int, max_roll: float = 15.0) -> np.ndarray:
-    """Roll track [num_frames] of a head turning at `speed` degrees per frame from `start`, turning back at
+def constant_speed_renders(clip: EvalClip, speed: float, resolution: int, max_roll: float = 15.0) -> np.ndarray:
+    """Ground-truth head turning at `speed` degrees per frame from the reference pose, turning back at
     ±max_roll (as the training clips do)."""
-    roll, direction = [start], 1.0
-    for _ in range(num_frames - 1):
-        if abs(roll[-1] + direction * speed) > max_roll:
+    roll, direction, frames = clip.roll, 1.0, []
+    for m in clip.mouth:
+        frames.append(render_face(clip.identity, clip.source_size, mouth_open=float(m), roll_deg=roll, dx=clip.dx,
+                                  dy=clip.dy)[0])
+        if abs(roll + direction * speed) > max_roll:
             direction = -direction
-        roll.append(roll[-1] + direction * speed)
-    return np.array(roll)
-
-
-def constant_speed_renders(clip: EvalClip, speed: float, resolution: int) -> np.ndarray:
-    """Ground-truth renders of the head turning at `speed` from the reference pose (constant_speed_roll)."""
-    frames = [render_face(clip.identity, clip.source_size, mouth_open=float(m), roll_deg=float(r), dx=clip.dx,
-                          dy=clip.dy)[0] for m, r in zip(clip.mouth, constant_speed_roll(clip.roll, speed, len(clip.mouth)))]
+        roll += direction * speed
     return _resize(np.stack(frames), resolution)
-
-
-def speed_request(clip: EvalClip, speed: float, speed_label: str):
-    """What the sampler is given to ask for `speed`: the number for a rotation-speed model; for a roll-velocity
-    model the signed per-frame roll change of the ground-truth track (it says which way, and when to turn back)."""
-    if speed_label != "roll_velocity":
-        return speed
-    roll = constant_speed_roll(clip.roll, speed, len(clip.mouth))
-    velocity = np.diff(roll, prepend=roll[0])
-    if len(velocity) > 1:
-        velocity[0] = velocity[1]
-    return velocity.tolist()
 
 
 class Measures:
@@ -271,8 +252,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         for k, speed in enumerate(speeds):
             log(f"[speed {i + 1}/{min(speed_clips, len(eval_clips))}] {clip.clip_id}: {speed:g} deg/frame")
             sweeps["ground truth renders"].append((speed, measures.speed(constant_speed_renders(clip, speed, resolution))))
-            request = speed_request(clip, speed, model.config.speed_label)
-            sweeps["EMO (full)"].append((speed, measures.speed(runner.generate(clip, speed=request, seed_offset=k))))
+            sweeps["EMO (full)"].append((speed, measures.speed(runner.generate(clip, speed=speed, seed_offset=k))))
             sweeps["no speed layers"].append((speed, measures.speed(runner.generate(clip, speed=None, seed_offset=k))))
 
     for row, values in acc.items():

@@ -7,8 +7,7 @@ identical to an uninterrupted one, with no data-loader state to save.
 Stage 1: one target frame, and a different random frame of the same clip as reference.
 Stages 2 and 3: n + f consecutive frames (the first n are motion frames), a reference frame from
 outside that window when the clip has one, the ±m audio-feature windows of the f generated frames,
-and (stage 3) the speed label of all n + f frames (the model's `speed_label`: the data's rotation speed,
-or the roll velocity derived from its roll angles). Every sample has the clip's face region (the union
+and (stage 3) the head speed of all n + f frames. Every sample has the clip's face region (the union
 of its face boxes) as a pixel mask for the Face Locator, and each target frame's mouth region (a
 fixed part of that frame's face box, `MOUTH_REGION`) for the trainer's optional mouth loss weight.
 Pixels are float 0..1, [.., 3, H, W].
@@ -40,13 +39,13 @@ class Batch:
     mouth_mask: torch.Tensor             # [B, F, 1, H, W] each target frame's mouth region
     motion: torch.Tensor | None = None   # [B, n, 3, H, W]
     audio_windows: torch.Tensor | None = None  # [B, F, 2m+1, L, D]
-    speed: torch.Tensor | None = None    # [B, n + F] degrees per frame (speed_label)
+    speed: torch.Tensor | None = None    # [B, n + F] degrees per frame
 
 
 class TrainData:
     def __init__(self, folders: list[str], *, stage: int, resolution: int, frames: int, motion_frames: int,
-                 audio_window: int, audio_shape: tuple[int, int], speed_label: str = "speed"):
-        self.stage, self.resolution, self.speed_label = stage, resolution, speed_label
+                 audio_window: int, audio_shape: tuple[int, int]):
+        self.stage, self.resolution = stage, resolution
         self.frames = 1 if stage == 1 else frames
         self.motion_frames = 0 if stage == 1 else motion_frames
         self.audio_window, self.audio_shape = audio_window, tuple(audio_shape)
@@ -115,8 +114,7 @@ class TrainData:
         except (KeyError, ValueError) as e:
             raise DatasetError(f"Clip {clip_id} in {root} has no valid 'resolution' metadata (HxW): "
                                "prepare it again.") from e
-        speed = roll_velocity(clip["rotation"]) if self.speed_label == "roll_velocity" else clip["speed"]
-        return {"audio_features": features.float(), "speed": speed, "face_region": clip["face_region"].float(),
+        return {"audio_features": features.float(), "speed": clip["speed"], "face_region": clip["face_region"].float(),
                 "face_boxes": clip["face_boxes"].float(), "size": (height, width)}
 
     def _pixels(self, root: str, clip_id: str, start: int, count: int) -> torch.Tensor:
@@ -125,16 +123,6 @@ class TrainData:
             frames = F.interpolate(frames, size=(self.resolution, self.resolution), mode="bilinear",
                                    antialias=True, align_corners=False).clamp(0, 1)
         return frames
-
-
-def roll_velocity(rotation: torch.Tensor) -> torch.Tensor:
-    """rotation [T, 3] (yaw, pitch, roll degrees) → signed roll change per frame [T], the first frame
-    repeating the second (as the prepared `speed` does)."""
-    roll = rotation[:, 2].float()
-    velocity = torch.diff(roll, prepend=roll[:1])
-    if len(velocity) > 1:
-        velocity[0] = velocity[1]
-    return velocity
 
 
 def _randint(high: int, g: torch.Generator) -> int:

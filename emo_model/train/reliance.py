@@ -125,7 +125,7 @@ def run(args) -> dict:
     c = model.config
     resolution = args.resolution or training_resolution(model, "the reliance probe (or pass --resolution)")
     data = TrainData(args.data, stage=3, resolution=resolution, frames=c.frames_per_clip, motion_frames=c.motion_frames,
-                     audio_window=c.audio_window, audio_shape=(c.audio_layers, c.audio_dim), speed_label=c.speed_label)
+                     audio_window=c.audio_window, audio_shape=(c.audio_layers, c.audio_dim))
     samples = draw_samples(data, LatentCodec(vae), args.samples, args.seed)
     timesteps = tuple(int(t) for t in args.timesteps.split(","))
     return measure_reliance(model, samples, Objective(c.noise), timesteps, args.seed)

@@ -24,9 +24,7 @@ from ..weights.animatediff import load_motion_state_dict
 from ..weights.sd15 import load_vae
 from .config import ConfigError, TrainConfig
 
-# speed_label too: the speed layers' weights have the same shape for either label, and stage 3 (where
-# they are first trained) picks what they learn.
-_PER_RUN_FIELDS = ("noise", "frames_per_clip", "motion_frames", "fps", "speed_label")
+_PER_RUN_FIELDS = ("noise", "frames_per_clip", "motion_frames", "fps")
 
 
 def build_training_model(config: TrainConfig, emo_config: EMOConfig) -> EMOModel:
@@ -50,7 +48,6 @@ def adopt_config(model: EMOModel, emo_config: EMOConfig, source) -> None:
         raise ConfigError(f"{source} has another geometry than the training config (fields {differ} differ): "
                           "set `geometry` to the checkpoint's.")
     model.config = emo_config
-    model.speed_encoder.signed = emo_config.speed_label == "roll_velocity"
 
 
 def load_training_vae(config: TrainConfig, device):

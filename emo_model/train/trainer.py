@@ -78,8 +78,7 @@ def train(config: TrainConfig, *, resume: str | None = None,
     emo_config = config.emo_config()
     data = TrainData(config.data, stage=config.stage, resolution=config.resolution,
                      frames=emo_config.frames_per_clip, motion_frames=emo_config.motion_frames,
-                     audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim),
-                     speed_label=emo_config.speed_label)
+                     audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim))
     emo_config = dataclasses.replace(emo_config, fps=data.fps)
     checkpoint = _resume_point(out, resume)
 
