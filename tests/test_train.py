@@ -14,7 +14,6 @@ import torch
 from accelerate.state import AcceleratorState
 
 from emo_model.audio import WhisperAudioEncoder, packaged_whisper_tiny_dir
-from emo_model.config import NoiseSchedule
 from emo_model.checkpoint import load_checkpoint_vae, load_emo_model, save_emo_checkpoint
 from emo_model.data import DatasetError
 from emo_model.data.dataset import FORMAT, write_index
@@ -338,24 +337,6 @@ def test_still_motion_holds_the_motion_frames_at_the_last_one_and_zeroes_their_s
     assert torch.equal(still.conditions["speed"][:, n:], plain.conditions["speed"][:, n:])
     with pytest.raises(ConfigError, match="still_motion"):
         config(dataset, "unused", 3, still_motion=1.5)
-
-
-def test_min_snr_floor_keeps_the_noisiest_steps_weight():
-    """In x0 terms v-prediction's min-SNR weight is min(SNR, γ), 0 at a zero-terminal schedule's last step;
-    the floor makes it max(floor, min(SNR, γ)) and leaves the rest of the curve alone."""
-    schedule = NoiseSchedule(prediction_type="v_prediction", rescale_betas_zero_snr=True)  # the demo model's
-    ts = torch.tensor([999, 900, 500, 250, 10])
-    plain, floored = Objective(schedule, min_snr_gamma=5.0), Objective(schedule, min_snr_gamma=5.0, min_snr_floor=1.0)
-    ac = plain.alphas_cumprod[ts]
-    snr = ac / (1 - ac).clamp(min=1e-12)
-    x0_weight = lambda o: o.weights(ts).double() * (snr + 1)  # v error = x0 error x (SNR + 1)
-    torch.testing.assert_close(x0_weight(plain), snr.clamp(max=5.0), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(x0_weight(floored), snr.clamp(max=5.0, min=1.0), rtol=1e-5, atol=1e-6)
-    assert x0_weight(plain)[0] < 1e-6 and x0_weight(floored)[0] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="min_snr_floor"):
-        Objective(dataclasses.replace(schedule, prediction_type="epsilon"), min_snr_gamma=5.0, min_snr_floor=1.0)
-    with pytest.raises(ConfigError, match="min_snr_floor"):
-        TrainConfig.from_dict(dict(stage=1, data=["d"], output_dir="o", min_snr_gamma=None, min_snr_floor=1.0))
 
 
 def test_hue_rotation_keeps_luma_and_greys_and_turns_a_samples_frames_alike(dataset):

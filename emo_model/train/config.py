@@ -95,8 +95,6 @@ class TrainConfig:
     hue_augment: float = 0.0
     noise_offset: float = 0.0              # 0 = off; peers use 0.05
     min_snr_gamma: float | None = None     # None = plain MSE; peers use 5
-    # With min_snr_gamma (v-prediction): x0-error weight max(floor, min(SNR, γ)), so the noisiest steps keep weight.
-    min_snr_floor: float = 0.0
     # Extra loss weight w on each frame's mouth region (data.MOUTH_REGION): elements weigh 1 + w x coverage,
     # not renormalised, so the loss reads higher than an unweighted run's (about 1.8x at w = 20 on the demo data).
     mouth_loss_weight: float = 0.0
@@ -156,8 +154,6 @@ class TrainConfig:
         need(schedule_problem is None, schedule_problem)
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
-        need(self.min_snr_floor == 0 or (self.min_snr_gamma is not None and 0 < self.min_snr_floor <= self.min_snr_gamma),
-             "min_snr_floor must be 0, or in (0, min_snr_gamma] with min_snr_gamma set")
         need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")
         self.emo_config()  # geometry, noise and clip lengths
 

@@ -5,9 +5,7 @@ inference schedulers get from the checkpoint, so training and sampling agree). N
 targets are written out here for [B, F, C, h, w] video latents:
   x_t = sqrt(ᾱ) x_0 + sqrt(1 − ᾱ) ε;  target ε (epsilon) or v = sqrt(ᾱ) ε − sqrt(1 − ᾱ) x_0.
 Options: noise offset (a per-sample, per-channel constant added to ε, shared by all frames, so the
-model can learn overall brightness shifts) and min-SNR-γ loss weighting (Hang et al. 2023), optionally
-with a floor: in x0 terms min-SNR weighs a sample's error by min(SNR, γ), which is 0 at a zero-terminal
-schedule's last step, where the sampler starts; `min_snr_floor` f makes it max(f, min(SNR, γ)).
+model can learn overall brightness shifts) and min-SNR-γ loss weighting (Hang et al. 2023).
 """
 from __future__ import annotations
 
@@ -20,8 +18,7 @@ from ..config import NoiseSchedule
 
 
 class Objective:
-    def __init__(self, schedule: NoiseSchedule, noise_offset: float = 0.0, min_snr_gamma: float | None = None,
-                 min_snr_floor: float = 0.0):
+    def __init__(self, schedule: NoiseSchedule, noise_offset: float = 0.0, min_snr_gamma: float | None = None):
         fields = dataclasses.asdict(schedule)
         scheduler = DDPMScheduler(**{k: fields[k] for k in (
             "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
@@ -30,9 +27,7 @@ class Objective:
         self.num_timesteps = schedule.num_train_timesteps
         self.prediction_type = schedule.prediction_type
         self.noise_offset = noise_offset
-        self.min_snr_gamma, self.min_snr_floor = min_snr_gamma, min_snr_floor
-        if min_snr_floor and (min_snr_gamma is None or self.prediction_type != "v_prediction"):
-            raise ValueError("min_snr_floor needs min_snr_gamma and v_prediction (for ε the floor / SNR has no limit at SNR 0)")
+        self.min_snr_gamma = min_snr_gamma
 
     def draw(self, latents: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(timesteps [B], noise like latents), drawn on the CPU from `generator`."""
@@ -67,13 +62,13 @@ class Objective:
         return a * noisy - s * prediction
 
     def weights(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss weights [B]: 1, or min(SNR, γ) / SNR (ε) and max(floor, min(SNR, γ)) / (SNR + 1) (v)."""
+        """Per-sample loss weights [B]: 1, or min(SNR, γ) / SNR (ε) and min(SNR, γ) / (SNR + 1) (v)."""
         if self.min_snr_gamma is None:
             return torch.ones(timesteps.shape[0])
         ac = self.alphas_cumprod[timesteps.cpu()]
         # Clamped so that a zero-terminal-SNR step (SNR 0) gets the limit of the formula (ε: 1), not 0/0.
         snr = (ac / (1 - ac).clamp(min=1e-12)).clamp(min=1e-12)
-        clipped = snr.clamp(max=self.min_snr_gamma).clamp(min=self.min_snr_floor)
+        clipped = snr.clamp(max=self.min_snr_gamma)
         return (clipped / (snr + 1) if self.prediction_type == "v_prediction" else clipped / snr).float()
 
     def loss(self, prediction: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor,

@@ -113,7 +113,7 @@ def train(config: TrainConfig, *, resume: str | None = None,
         raise ConfigError(f"the VAE down-samples {vae_scale_factor(vae)}x but the geometry's vae_scale_factor is "
                           f"{emo_config.vae_scale_factor}: set geometry.vae_scale_factor (and face_locator_channels)")
     codec = LatentCodec(vae)
-    objective = Objective(emo_config.noise, config.noise_offset, config.min_snr_gamma, config.min_snr_floor)
+    objective = Objective(emo_config.noise, config.noise_offset, config.min_snr_gamma)
     losses = LossLog(out / "loss.jsonl")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
