@@ -152,10 +152,13 @@ def clip_plan(num_frames: int, frames_per_clip: int, overlap: int = 0, motion_fr
 def speed_curve(speed, num_frames: int) -> torch.Tensor:
     """A constant or a per-frame head speed (degrees per frame) → [num_frames] float."""
     curve = torch.as_tensor(speed, dtype=torch.float32).flatten()
-    if curve.numel() == 1:
-        return curve.expand(num_frames).clone()
     if curve.numel() < 1 or not torch.isfinite(curve).all():
         raise InputError("speed must be a finite number or a per-frame list of finite numbers")
+    if bool((curve < 0).any()):
+        raise InputError(f"speed {float(curve.min()):g}: the speed layers take the head rotation speed, 0 or more "
+                         "degrees per frame; leave speed out (-1 in the EMO Sampler node) to turn them off")
+    if curve.numel() == 1:
+        return curve.expand(num_frames).clone()
     if curve.numel() != num_frames:  # a curve of another length is stretched over the video
         curve = torch.nn.functional.interpolate(curve[None, None], size=num_frames, mode="linear", align_corners=True)[0, 0]
     return curve
@@ -201,9 +204,6 @@ def sample_clips(model: EMOModel, decode: Callable[[torch.Tensor], torch.Tensor]
         face_mask = torch.ones(1, 1, h * config.vae_scale_factor, w * config.vae_scale_factor)
     face = model.face_features(face_mask.to(device, dtype))
     speeds = None if speed is None else speed_curve(speed, num_frames)
-    if speeds is not None and bool((speeds < 0).any()):
-        raise InputError(f"speed {float(speeds.min()):g}: the speed layers take the head rotation speed, 0 or more "
-                         "degrees per frame; leave speed out (-1 in the EMO Sampler node) to turn them off")
     if settings.overlap_frames >= f:  # checked even where reuse_motion turns it off below
         raise InputError(f"overlap frames must be fewer than the {f} frames per clip, got {settings.overlap_frames}")
     o = settings.overlap_frames if settings.reuse_motion else 0  # without reuse nothing is continued

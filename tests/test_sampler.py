@@ -303,9 +303,13 @@ def test_speed_curve():
         speed_curve([float("nan"), 1.0], 3)
 
 
-def test_negative_speed_is_refused(model):
+def test_negative_or_missing_speed_is_refused(model):
     with pytest.raises(InputError, match="rotation speed"):
         generate(model, 4, speed=[0.5, -0.5])
+    with pytest.raises(InputError, match="rotation speed"):
+        speed_curve(-0.2, 3)
+    with pytest.raises(InputError, match="finite"):
+        speed_curve(float("nan"), 3)
 
 
 def test_invalid_settings(model):
