@@ -437,3 +437,28 @@ def test_cosine_schedule_trains_and_resuming_warns_when_max_steps_reshapes_it(da
         cosine = config(dataset, "out", 1, lr_schedule="cosine")
         _warn_changes({**json.loads(cosine.to_json()), "max_steps": 99}, cosine)
     assert "['max_steps']" in caplog.text
+
+
+@pytest.mark.parametrize("stage", [1, 3])
+def test_frame_cache_keeps_whole_clips_within_its_budget_and_changes_no_draw(dataset, stage):
+    cfg = config(dataset, "unused", stage)
+    e = cfg.emo_config()
+
+    def data(mb):
+        return TrainData(cfg.data, stage=stage, resolution=SIZE, frames=e.frames_per_clip, motion_frames=e.motion_frames,
+                         audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim), frame_cache_mb=mb)
+
+    clip_bytes = FRAMES * SIZE * SIZE * 3
+    uncached, cached, one_clip = data(0), data(64), data(1.5 * clip_bytes / 2 ** 20)
+    for k in range(8):
+        want = uncached.sample(2, step_generator(0, k, 0, 0))
+        for d in (cached, one_clip):
+            got = d.sample(2, step_generator(0, k, 0, 0))
+            for field in dataclasses.fields(want):
+                a, b = getattr(want, field.name), getattr(got, field.name)
+                assert (a is None and b is None) or torch.equal(a, b), (k, field.name)
+    assert uncached._frames.used == 0
+    assert cached._frames.used == len(cached._frames._clips) * clip_bytes > clip_bytes  # several clips, whole
+    assert one_clip._frames.used == clip_bytes  # the budget held one clip; the others were decoded per draw
+    with pytest.raises(ConfigError, match="frame_cache_mb"):
+        config(dataset, "unused", stage, frame_cache_mb=-1)

@@ -98,6 +98,9 @@ class TrainConfig:
     # Extra loss weight w on each frame's mouth region (data.MOUTH_REGION): elements weigh 1 + w x coverage,
     # not renormalised, so the loss reads higher than an unweighted run's (about 1.8x at w = 20 on the demo data).
     mouth_loss_weight: float = 0.0
+    # Decoded training frames kept in memory (MiB, uint8 as decoded): the demo data needs about 600; 0 = decode
+    # every draw. Changes speed only, never a result.
+    frame_cache_mb: float = 4096
     save_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -155,6 +158,7 @@ class TrainConfig:
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
         need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")
+        need(self.frame_cache_mb >= 0, "frame_cache_mb must be >= 0 (0 turns the cache off)")
         self.emo_config()  # geometry, noise and clip lengths
 
     # --- derived ----------------------------------------------------------------------------------

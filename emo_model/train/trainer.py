@@ -41,7 +41,7 @@ from .setup import adopt_config, build_training_model, load_training_vae, own_st
 log = logging.getLogger("emo_model.train")
 FINAL = "emo.safetensors"
 # Changing these between a run and its resume is harmless; any other change is warned about.
-_RESUME_FREE = {"max_steps", "save_every", "keep_checkpoints", "log_every", "output_dir", "save_vae"}
+_RESUME_FREE = {"max_steps", "save_every", "keep_checkpoints", "log_every", "output_dir", "save_vae", "frame_cache_mb"}
 
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -78,7 +78,8 @@ def train(config: TrainConfig, *, resume: str | None = None,
     emo_config = config.emo_config()
     data = TrainData(config.data, stage=config.stage, resolution=config.resolution,
                      frames=emo_config.frames_per_clip, motion_frames=emo_config.motion_frames,
-                     audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim))
+                     audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim),
+                     frame_cache_mb=config.frame_cache_mb)
     emo_config = dataclasses.replace(emo_config, fps=data.fps)
     checkpoint = _resume_point(out, resume)
 
