@@ -123,11 +123,19 @@ def test_unsupported_audio_is_a_clear_error_and_writes_nothing(empty_models, cap
 def test_demo_training_configs_reproduce_its_geometry():
     from emo_model.train.config import TrainConfig
     model = load_emo_model(DEMO)
-    config = TrainConfig.from_file(ROOT / "configs/demo/stage3.json").emo_config()
     assert model.config.fps == 25.0  # the synthetic data's rate, which the trainer records
-    assert json.loads(dataclasses.replace(config, fps=25.0).to_json()) == json.loads(model.config.to_json())
-    assert model.checkpoint_metadata["training_resolution"] == str(TrainConfig.from_file(
-        ROOT / "configs/demo/stage3.json").resolution)
+    # Every EMO run of scripts/train_demo_model.sh, each starting from the one before it; the last made the file.
+    runs = ["stage1", "stage2", "stage3", "stage2_spatial", "stage3_again"]
+    configs = [TrainConfig.from_file(ROOT / f"configs/demo/{run}.json") for run in runs]
+    for config in configs:
+        assert json.loads(dataclasses.replace(config.emo_config(), fps=25.0).to_json()) == json.loads(model.config.to_json())
+    for before, after in zip(configs, configs[1:]):
+        assert after.init_checkpoint == f"{before.output_dir}/emo.safetensors"
+    assert configs[-1].stage == 3 and configs[-2].trainable == ["temporal", "audio", "backbone_spatial"]
+    script = (ROOT / "scripts/train_demo_model.sh").read_text()
+    assert script.index("configs/demo/stage3.json") < script.index("configs/demo/stage2_spatial.json") \
+        < script.index("configs/demo/stage3_again.json") < script.index("runs/demo/stage3_again/emo.safetensors models/emo")
+    assert model.checkpoint_metadata["training_resolution"] == str(configs[-1].resolution)
 
 
 def test_demo_vae_hands_the_diffusion_model_unit_scale_latents():
