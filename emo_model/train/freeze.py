@@ -10,7 +10,8 @@ layers inside them); audio (audio-attention in every Backbone block + audio proj
   trained, as Hallo does: the image stage already fits appearance and identity, video batches are
   small (4), and a frozen spatial UNet keeps the stage-1 identity from drifting while the new
   zero-initialised layers learn motion and lip sync (and halves optimizer memory at SD1.5 size).
-  A config's `trainable` list can add backbone_spatial etc. for the other reading.
+  A config's `trainable` list can add backbone_spatial etc. for the other reading; on the demo model a
+  second stage-2 run with backbone_spatial training continued clips far better (README).
 - Stage 3 (speed): temporal, speed only: "only temporal modules and speed layers train", since
   training audio with speed weakened audio control.
 """
