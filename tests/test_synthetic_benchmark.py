@@ -121,6 +121,16 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     assert written["rows"]["ground truth renders"]["lip_sync"] == pytest.approx(rows["ground truth renders"]["lip_sync"])
 
 
+def test_no_speed_sweep_leaves_the_speed_columns_empty(eval_split, tmp_path):
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_emo_checkpoint(tiny_model(fps=25.0), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
+    result = run_benchmark(checkpoint, eval_split, clips=1, seconds=0.64, steps=1, speed_clips=0, log=lambda m: None)
+    assert all("speed_spearman" not in values and "speed_medians" not in values for values in result["rows"].values())
+    assert "psnr" in result["rows"]["EMO (full)"]
+    table = format_table(result)
+    assert "nan" not in table and "| no speed layers | – | – | – | – | – | – |" in table
+
+
 def test_color_match_shifts_exactly_the_measured_frames(eval_split):
     pipeline = EMOPipeline(tiny_model(fps=25.0), tiny_vae(), load_audio_encoder(packaged_whisper_tiny_dir()))
     clip = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]

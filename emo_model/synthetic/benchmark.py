@@ -259,6 +259,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         for key, items in values.items():
             rows[row][key] = float(np.mean(items))
     for row, pairs in sweeps.items():
+        if not pairs:  # --speed-clips 0: no sweep, nothing to report (not a ρ of 0)
+            continue
         requested, measured = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         rho = spearmanr(requested, measured).statistic if measured.std() > 0 else 0.0
         medians = [float(np.median(measured[requested == s])) for s in speeds]
@@ -316,7 +318,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
     parser.add_argument("--speeds", default=None,
                         help="requested head speeds, deg/frame, comma-separated (default: 5 from 0 to the split's max speed)")
-    parser.add_argument("--speed-clips", type=int, default=2, help="portraits in the speed sweep")
+    parser.add_argument("--speed-clips", type=int, default=2, help="portraits in the speed sweep (0: no sweep, the still-head rows only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio-cfg", type=float, default=SamplerSettings.audio_cfg,
                         help="audio guidance scale of the generations (the Sampler node's audio_cfg)")
