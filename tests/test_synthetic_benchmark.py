@@ -100,6 +100,9 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     for row in ("EMO (full)", "no audio", "no motion frames"):
         assert {"lip_sync", "psnr", "ssim", "continuity"} <= set(rows[row])
     assert result["seconds_per_frame"] > 0 and result["peak_memory_mb"] > 0
+    per_clip = result["per_clip"]
+    assert len(per_clip["clip_ids"]) == 1 and per_clip["EMO (full)"]["psnr"] == [rows["EMO (full)"]["psnr"]]
+    assert per_clip["VAE reconstruction (ceiling)"]["ssim"] == [rows["VAE reconstruction (ceiling)"]["ssim"]]
     table = format_table(result)
     assert all(f"| {row} |" in table for row in rows) and "Identity gap to the ceiling" in table
     json_out = tmp_path / "result.json"

@@ -25,6 +25,9 @@ the Face Locator gets the clip's face region. Runs and what they measure (see me
   in the example workflows, and so does the ceiling (the VAE's reconstructions carry a colour offset
   of their own, and the gap should compare like with like); the ground-truth row does not.
 - cost: seconds per generated frame (median over the still-head clips) and the process's peak memory.
+
+The table gives means over clips; the JSON (`--json`) also keeps every clip's still-head values
+(`per_clip`), for paired comparisons of two checkpoints on the same clips.
 """
 from __future__ import annotations
 
@@ -258,6 +261,10 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     for row, values in acc.items():
         for key, items in values.items():
             rows[row][key] = float(np.mean(items))
+    # Each clip's value too, in clip order: with a handful of clips the means are noisy, and paired
+    # per-clip differences say whether one checkpoint beats another.
+    per_clip = {"clip_ids": [clip.clip_id for clip in eval_clips],
+                **{row: {key: [float(v) for v in items] for key, items in values.items()} for row, values in acc.items()}}
     for row, pairs in sweeps.items():
         if not pairs:  # --speed-clips 0: no sweep, nothing to report (not a ρ of 0)
             continue
@@ -272,7 +279,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
             "shared_noise": shared_noise, "color_match": color_match, "resolution": resolution, "fps": fps,
             "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
-            "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "targets": TARGETS}
+            "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "per_clip": per_clip,
+            "targets": TARGETS}
 
 
 def _peak_memory_mb() -> float:
