@@ -264,7 +264,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
     # Each clip's value too, in clip order: with a handful of clips the means are noisy, and paired
     # per-clip differences say whether one checkpoint beats another.
     per_clip = {"clip_ids": [clip.clip_id for clip in eval_clips],
-                **{row: {key: [float(v) for v in items] for key, items in values.items()} for row, values in acc.items()}}
+                **{row: {key: [float(v) for v in items] for key, items in values.items()}
+                   for row, values in acc.items()}}
     for row, pairs in sweeps.items():
         if not pairs:  # --speed-clips 0: no sweep, nothing to report (not a ρ of 0)
             continue
@@ -326,7 +327,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
     parser.add_argument("--speeds", default=None,
                         help="requested head speeds, deg/frame, comma-separated (default: 5 from 0 to the split's max speed)")
-    parser.add_argument("--speed-clips", type=int, default=2, help="portraits in the speed sweep (0: no sweep, the still-head rows only)")
+    parser.add_argument("--speed-clips", type=int, default=2,
+                        help="portraits in the speed sweep (0: no sweep, the still-head rows only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audio-cfg", type=float, default=SamplerSettings.audio_cfg,
                         help="audio guidance scale of the generations (the Sampler node's audio_cfg)")
