@@ -16,6 +16,7 @@ from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
 from emo_model.color import match_color
 from emo_model.synthetic.benchmark import Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark
+from emo_model.synthetic.compare import compare
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
 from emo_model.synthetic.render import face_geometry
@@ -132,6 +133,29 @@ def test_no_speed_sweep_leaves_the_speed_columns_empty(eval_split, tmp_path):
     assert "psnr" in result["rows"]["EMO (full)"]
     table = format_table(result)
     assert "nan" not in table and "| no speed layers | – | – | – | – | – | – |" in table
+
+
+def test_no_ablations_runs_only_the_full_model_and_compares_with_another_checkpoint(eval_split, tmp_path, monkeypatch):
+    runs = []
+    call = EMOPipeline.__call__
+    monkeypatch.setattr(EMOPipeline, "__call__", lambda self, *a, **kw: (runs.append(kw["settings"]), call(self, *a, **kw))[1])
+    paths = []
+    for seed in (0, 1):
+        checkpoint = tmp_path / f"tiny{seed}.safetensors"
+        save_emo_checkpoint(tiny_model(seed, fps=25.0), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
+        paths.append(tmp_path / f"tiny{seed}.json")
+        assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
+                     "--steps", "1", "--speed-clips", "0", "--no-ablations", "--json", str(paths[-1])]) == 0
+    assert len(runs) == 2 and all(s.audio_cfg != 0 and s.reuse_motion for s in runs)  # one full run per checkpoint
+    results = [json.loads(p.read_text()) for p in paths]
+    assert results[0]["ablations"] is False and results[0]["rows"]["no audio"] == {}
+    assert "| no motion frames | – | – | – | – | – | – |" in format_table(results[0])
+    # the two checkpoints' JSONs pair clip by clip
+    measures = compare([paths[0]], [paths[1]])["measures"]
+    assert set(measures) == {"psnr", "ssim", "lip_sync", "continuity", "identity_gap"}
+    full = [r["rows"]["EMO (full)"] for r in results]
+    assert measures["psnr"]["clips"] == 1
+    assert measures["psnr"]["mean_difference"] == pytest.approx(full[1]["psnr"] - full[0]["psnr"])
 
 
 def test_color_match_shifts_exactly_the_measured_frames(eval_split):

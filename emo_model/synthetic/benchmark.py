@@ -24,6 +24,8 @@ the Face Locator gets the clip's face region. Runs and what they measure (see me
 - `--color-match`: every generated video (all runs above) goes through the EMO Color Match step, as
   in the example workflows, and so does the ceiling (the VAE's reconstructions carry a colour offset
   of their own, and the gap should compare like with like); the ground-truth row does not.
+- `--no-ablations`: only the full model's still-head runs (and the sweep, if any); a third of the
+  still-head time, for comparing checkpoints on more clips.
 - cost: seconds per generated frame (median over the still-head clips) and the process's peak memory.
 
 The table gives means over clips; the JSON (`--json`) also keeps every clip's still-head values
@@ -197,7 +199,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
                   speeds=None, speed_clips: int = 2, seed: int = 0,
                   audio_cfg: float = SamplerSettings.audio_cfg, motion_cfg: float = SamplerSettings.motion_cfg,
                   overlap: int = SamplerSettings.overlap_frames, shared_noise: bool = SamplerSettings.shared_noise,
-                  color_match: str | None = None, audio_encoder=None, log=print) -> dict:
+                  color_match: str | None = None, ablations: bool = True, audio_encoder=None, log=print) -> dict:
     if color_match is not None and color_match not in COLOR_MATCH_MODES:
         raise InputError(f"color_match must be one of {COLOR_MATCH_MODES} or None, got {color_match!r}")
     model = load_emo_model(checkpoint)
@@ -225,12 +227,13 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         acc[row].setdefault(key, []).append(value)
 
     for i, clip in enumerate(eval_clips):
-        log(f"[{i + 1}/{len(eval_clips)}] {clip.clip_id}: still head, no audio, no motion frames")
+        log(f"[{i + 1}/{len(eval_clips)}] {clip.clip_id}: still head" + (", no audio, no motion frames" if ablations else ""))
         measures = Measures(clip, resolution)
         truth = still_renders(clip, resolution)
-        full = runner.generate(clip, speed=0.0, timed=True)
-        silent = runner.generate(clip, speed=0.0, audio_cfg=0.0)
-        no_motion = runner.generate(clip, speed=0.0, reuse_motion=False)
+        runs = [("EMO (full)", runner.generate(clip, speed=0.0, timed=True), overlap)]
+        if ablations:  # (without motion reuse there is nothing to overlap: 0 held frames)
+            runs += [("no audio", runner.generate(clip, speed=0.0, audio_cfg=0.0), overlap),
+                     ("no motion frames", runner.generate(clip, speed=0.0, reuse_motion=False), 0)]
         pixels = torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255
         ceiling = pipeline.codec.decode(pipeline.codec.encode(pixels))
         if color_match is not None:  # like for like: the VAE's own colour offset goes too
@@ -240,8 +243,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         add("VAE reconstruction (ceiling)", "psnr", psnr(ceiling, truth))
         add("VAE reconstruction (ceiling)", "ssim", ssim(ceiling, truth))
         add("VAE reconstruction (ceiling)", "lip_sync", measures.lip_sync(ceiling))
-        for row, frames, held in (("EMO (full)", full, overlap), ("no audio", silent, overlap),
-                                  ("no motion frames", no_motion, 0)):  # nothing to overlap without motion reuse
+        for row, frames, held in runs:
             add(row, "lip_sync", measures.lip_sync(frames))
             add(row, "psnr", psnr(frames, truth))
             add(row, "ssim", ssim(frames, truth))
@@ -250,7 +252,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
             add(row, "continuity", across / max(within, 1e-6))
 
     sweeps = {"ground truth renders": [], "EMO (full)": [], "no speed layers": []}
-    for i, clip in enumerate(eval_clips[:speed_clips]):
+    for i, clip in enumerate(eval_clips[:speed_clips]):  # the no-speed-layers row is the sweep's ablation
         measures = Measures(clip, resolution)
         for k, speed in enumerate(speeds):
             log(f"[speed {i + 1}/{min(speed_clips, len(eval_clips))}] {clip.clip_id}: {speed:g} deg/frame")
@@ -277,7 +279,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
             "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap,
-            "shared_noise": shared_noise, "color_match": color_match, "resolution": resolution, "fps": fps,
+            "shared_noise": shared_noise, "color_match": color_match, "ablations": ablations,
+            "resolution": resolution, "fps": fps,
             "speeds": list(speeds),
             "seconds_per_frame": float(np.median(runner.seconds_per_frame)),
             "peak_memory_mb": _peak_memory_mb(), "device": str(model.device), "rows": rows, "per_clip": per_clip,
@@ -341,6 +344,9 @@ def main(argv=None) -> int:
     parser.add_argument("--color-match", choices=COLOR_MATCH_MODES, default=None,
                         help="shift the generated frames' mean colour onto the portrait's (the EMO Color Match node; "
                              "default: off, the model's own colours)")
+    parser.add_argument("--no-ablations", dest="ablations", action="store_false",
+                        help="skip the no-audio and no-motion-frames generations (a third of the still-head time; "
+                             "their rows stay empty), e.g. to compare checkpoints on larger splits")
     parser.add_argument("--audio-encoder", default=None, help="default: the packaged Whisper tiny.en")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -349,7 +355,7 @@ def main(argv=None) -> int:
         args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps, speeds=speeds,
         speed_clips=args.speed_clips, seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
         overlap=args.overlap, shared_noise=args.shared_noise, color_match=args.color_match,
-        audio_encoder=args.audio_encoder, log=lambda m: print(m, file=sys.stderr)), format_table, args.json)
+        ablations=args.ablations, audio_encoder=args.audio_encoder, log=lambda m: print(m, file=sys.stderr)), format_table, args.json)
 
 
 if __name__ == "__main__":
