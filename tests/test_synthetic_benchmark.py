@@ -138,11 +138,13 @@ def test_no_speed_sweep_leaves_the_speed_columns_empty(eval_split, tmp_path):
 def test_no_ablations_runs_only_the_full_model_and_compares_with_another_checkpoint(eval_split, tmp_path, monkeypatch):
     runs = []
     call = EMOPipeline.__call__
-    monkeypatch.setattr(EMOPipeline, "__call__", lambda self, *a, **kw: (runs.append(kw["settings"]), call(self, *a, **kw))[1])
+    monkeypatch.setattr(EMOPipeline, "__call__",
+                        lambda self, *a, **kw: (runs.append(kw["settings"]), call(self, *a, **kw))[1])
     paths = []
     for seed in (0, 1):
         checkpoint = tmp_path / f"tiny{seed}.safetensors"
-        save_emo_checkpoint(tiny_model(seed, fps=25.0), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
+        save_emo_checkpoint(tiny_model(seed, fps=25.0), checkpoint, vae=tiny_vae(),
+                            metadata={"training_resolution": "64"})
         paths.append(tmp_path / f"tiny{seed}.json")
         assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
                      "--steps", "1", "--speed-clips", "0", "--no-ablations", "--json", str(paths[-1])]) == 0

@@ -39,7 +39,8 @@ def test_paired_differences_interval_and_wins(tmp_path):
     low, high = psnr["interval_95"]
     assert min(diffs) <= low < np.mean(diffs) < high <= max(diffs)
     assert (psnr["candidate_better"], psnr["candidate_worse"]) == (5, 1)
-    assert psnr["worst_clip"] == "runs/demo/data/eval:heldout0003_u00" and psnr["worst_difference"] == pytest.approx(-0.2)
+    assert psnr["worst_clip"] == "runs/demo/data/eval:heldout0003_u00"
+    assert psnr["worst_difference"] == pytest.approx(-0.2)
     # the identity gap pairs each clip's own ceiling: +0.5 ceiling minus each clip's PSNR gain, lower is better
     gap = out["measures"]["identity_gap"]
     assert gap["mean_difference"] == pytest.approx(0.5 - np.mean(diffs))

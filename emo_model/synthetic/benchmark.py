@@ -227,7 +227,8 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         acc[row].setdefault(key, []).append(value)
 
     for i, clip in enumerate(eval_clips):
-        log(f"[{i + 1}/{len(eval_clips)}] {clip.clip_id}: still head" + (", no audio, no motion frames" if ablations else ""))
+        ablation_runs = ", no audio, no motion frames" if ablations else ""
+        log(f"[{i + 1}/{len(eval_clips)}] {clip.clip_id}: still head{ablation_runs}")
         measures = Measures(clip, resolution)
         truth = still_renders(clip, resolution)
         runs = [("EMO (full)", runner.generate(clip, speed=0.0, timed=True), overlap)]
@@ -355,7 +356,8 @@ def main(argv=None) -> int:
         args.checkpoint, args.data, clips=args.clips, seconds=args.seconds, steps=args.steps, speeds=speeds,
         speed_clips=args.speed_clips, seed=args.seed, audio_cfg=args.audio_cfg, motion_cfg=args.motion_cfg,
         overlap=args.overlap, shared_noise=args.shared_noise, color_match=args.color_match,
-        ablations=args.ablations, audio_encoder=args.audio_encoder, log=lambda m: print(m, file=sys.stderr)), format_table, args.json)
+        ablations=args.ablations, audio_encoder=args.audio_encoder, log=lambda m: print(m, file=sys.stderr)),
+        format_table, args.json)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def pair_results(bases: list[dict], candidates: list[dict], row: str) -> dict[st
         b, c = clip_values(base, row), clip_values(cand, row)
         common = [cid for cid in b if cid in c]
         if not common:
-            raise InputError(f"{base.get('checkpoint')} and {cand.get('checkpoint')} share no clip on {base.get('data')}")
+            raise InputError(f"{base.get('checkpoint')} and {cand.get('checkpoint')} share no clip "
+                             f"on {base.get('data')}")
         for measure in MEASURES:
             keys, bv, cv = paired.setdefault(measure, ([], [], []))
             for cid in common:
@@ -123,7 +124,8 @@ def compare(base_paths, candidate_paths, row: str = "EMO (full)") -> dict:
 def format_comparison(result: dict) -> str:
     lines = [f"candidate {', '.join(result['candidate'])} against base {', '.join(result['base'])}, "
              f"row {result['row']!r}; difference = candidate − base",
-             "", "| measure | clips | base | candidate | difference | 95% interval | better / worse | worst clip | Wilcoxon p |",
+             "", "| measure | clips | base | candidate | difference | 95% interval | better / worse | worst clip "
+                 "| Wilcoxon p |",
              "|---|---|---|---|---|---|---|---|---|"]
     for measure, m in result["measures"].items():
         higher_better, fmt = MEASURES[measure]
@@ -142,7 +144,8 @@ def main(argv=None) -> int:
                                      description="Paired per-clip comparison of two checkpoints' benchmark JSONs.")
     parser.add_argument("--base", nargs="+", required=True, help="benchmark JSONs of the base checkpoint")
     parser.add_argument("--candidate", nargs="+", required=True,
-                        help="benchmark JSONs of the candidate, one per base JSON, same splits and settings, same order")
+                        help="benchmark JSONs of the candidate, one per base JSON: same splits and settings, "
+                             "same order")
     parser.add_argument("--row", default="EMO (full)", help="which still-head row to compare (default: EMO (full))")
     parser.add_argument("--json", default=None, help="also write the comparison here")
     args = parser.parse_args(argv)
