@@ -87,6 +87,10 @@ def test_comparison_errors_are_clear(tmp_path, capsys):
         compare([base], [base, base])
     with pytest.raises(InputError, match="no row 'no motion frames'"):
         compare([base], [base], row="no motion frames")
+    empty = _result("b", [20.0], [24.0])
+    empty["per_clip"]["no audio"] = {}  # what --no-ablations leaves
+    with pytest.raises(InputError, match="holds no per-clip values"):
+        compare([_write(tmp_path, "e.json", empty)], [_write(tmp_path, "e2.json", empty)], row="no audio")
     with pytest.raises(InputError, match="cannot read"):
         compare([str(tmp_path / "missing.json")], [base])
     assert main(["--base", base, "--candidate", str(tmp_path / "missing.json")]) == 2

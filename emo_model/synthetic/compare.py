@@ -87,7 +87,10 @@ def pair_results(bases: list[dict], candidates: list[dict], row: str) -> dict[st
                     keys.append(f"{base.get('data')}:{cid}")
                     bv.append(b[cid][measure])
                     cv.append(c[cid][measure])
-    return {m: v for m, v in paired.items() if v[0]}
+    paired = {m: v for m, v in paired.items() if v[0]}
+    if not paired:  # e.g. an ablation row of runs made with --no-ablations
+        raise InputError(f"row {row!r} holds no per-clip values in these runs (were they made with --no-ablations?)")
+    return paired
 
 
 def bootstrap_interval(diffs: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
