@@ -150,7 +150,7 @@ def test_no_ablations_runs_only_the_full_model_and_compares_with_another_checkpo
                      "--steps", "1", "--speed-clips", "0", "--no-ablations", "--json", str(paths[-1])]) == 0
     assert len(runs) == 2 and all(s.audio_cfg != 0 and s.reuse_motion for s in runs)  # one full run per checkpoint
     results = [json.loads(p.read_text()) for p in paths]
-    assert results[0]["ablations"] is False and results[0]["rows"]["no audio"] == {}
+    assert results[0]["ablations"] is False and results[0]["rows"]["no audio"] == {} and results[0]["seed"] == 0
     assert "| no motion frames | – | – | – | – | – | – |" in format_table(results[0])
     # the two checkpoints' JSONs pair clip by clip
     measures = compare([paths[0]], [paths[1]])["measures"]

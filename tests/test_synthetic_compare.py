@@ -77,6 +77,9 @@ def test_comparison_errors_are_clear(tmp_path, capsys):
     base = _write(tmp_path, "a.json", _result("a", [20.0], [24.0]))
     with pytest.raises(InputError, match=r"differ in steps \(20 vs 40\), color_match \('video' vs None\)"):
         compare([base], [_write(tmp_path, "b.json", _result("b", [20.0], [24.0], steps=40, color_match=None))])
+    with pytest.raises(InputError, match=r"differ in seed \(0 vs 1\)"):  # a JSON without a seed ran at 0
+        compare([base], [_write(tmp_path, "s.json", _result("b", [20.0], [24.0], seed=1))])
+    assert compare([base], [_write(tmp_path, "s0.json", _result("b", [21.0], [24.0], seed=0))])["measures"]
     old = _result("b", [20.0], [24.0])
     del old["per_clip"]
     with pytest.raises(InputError, match="no per-clip values"):

@@ -279,7 +279,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         rows[row]["speed_medians"] = medians
         rows[row]["speed_monotonic"] = bool(all(b > a for a, b in zip(medians, medians[1:])))
     return {"checkpoint": str(checkpoint), "data": str(data), "clips": len(eval_clips), "seconds": seconds,
-            "steps": steps, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap,
+            "steps": steps, "seed": seed, "audio_cfg": audio_cfg, "motion_cfg": motion_cfg, "overlap": overlap,
             "shared_noise": shared_noise, "color_match": color_match, "ablations": ablations,
             "resolution": resolution, "fps": fps,
             "speeds": list(speeds),

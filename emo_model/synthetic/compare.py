@@ -27,8 +27,10 @@ from ..cli import report
 from ..errors import InputError
 
 # Settings that must agree for a clip's two values to be a pair; the checkpoint is what may differ.
-PAIRED_SETTINGS = ("data", "seconds", "steps", "audio_cfg", "motion_cfg", "overlap", "shared_noise",
+PAIRED_SETTINGS = ("data", "seconds", "steps", "seed", "audio_cfg", "motion_cfg", "overlap", "shared_noise",
                    "color_match", "resolution", "fps")
+# JSONs written before the benchmark recorded its seed ran at the default.
+SETTING_DEFAULTS = {"seed": 0}
 CEILING = "VAE reconstruction (ceiling)"
 # measure → (higher is better, format)
 MEASURES = {"psnr": (True, "{:+.2f}"), "ssim": (True, "{:+.3f}"), "lip_sync": (True, "{:+.3f}"),
@@ -70,11 +72,14 @@ def pair_results(bases: list[dict], candidates: list[dict], row: str) -> dict[st
                          "the same splits in the same order")
     paired: dict[str, tuple[list, list, list]] = {}
     for base, cand in zip(bases, candidates):
-        differ = [k for k in PAIRED_SETTINGS if base.get(k) != cand.get(k)]
+        def setting(result, key):
+            return result.get(key, SETTING_DEFAULTS.get(key))
+
+        differ = [k for k in PAIRED_SETTINGS if setting(base, k) != setting(cand, k)]
         if differ:
-            raise InputError("the two runs differ in " + ", ".join(f"{k} ({base.get(k)!r} vs {cand.get(k)!r})"
-                                                                      for k in differ)
-                             + ": run the benchmark on both checkpoints with the same data and settings")
+            raise InputError("the two runs differ in " + ", ".join(
+                f"{k} ({setting(base, k)!r} vs {setting(cand, k)!r})" for k in differ)
+                + ": run the benchmark on both checkpoints with the same data and settings")
         b, c = clip_values(base, row), clip_values(cand, row)
         common = [cid for cid in b if cid in c]
         if not common:
