@@ -65,6 +65,10 @@ def clip_values(result: dict, row: str) -> dict[str, dict[str, float]]:
     return values
 
 
+def _setting(result: dict, key: str):
+    return result.get(key, SETTING_DEFAULTS.get(key))
+
+
 def pair_results(bases: list[dict], candidates: list[dict], row: str) -> dict[str, tuple[list, list, list]]:
     """measure → (clip keys, base values, candidate values) over the clips both sides measured."""
     if len(bases) != len(candidates):
@@ -72,13 +76,10 @@ def pair_results(bases: list[dict], candidates: list[dict], row: str) -> dict[st
                          "the same splits in the same order")
     paired: dict[str, tuple[list, list, list]] = {}
     for base, cand in zip(bases, candidates):
-        def setting(result, key):
-            return result.get(key, SETTING_DEFAULTS.get(key))
-
-        differ = [k for k in PAIRED_SETTINGS if setting(base, k) != setting(cand, k)]
+        differ = [k for k in PAIRED_SETTINGS if _setting(base, k) != _setting(cand, k)]
         if differ:
             raise InputError("the two runs differ in " + ", ".join(
-                f"{k} ({setting(base, k)!r} vs {setting(cand, k)!r})" for k in differ)
+                f"{k} ({_setting(base, k)!r} vs {_setting(cand, k)!r})" for k in differ)
                 + ": run the benchmark on both checkpoints with the same data and settings")
         b, c = clip_values(base, row), clip_values(cand, row)
         common = [cid for cid in b if cid in c]
