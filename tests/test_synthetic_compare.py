@@ -100,6 +100,26 @@ def test_comparison_errors_are_clear(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_sampler_settings_compare_only_when_asked_and_only_on_the_same_clips(tmp_path, capsys):
+    base = _write(tmp_path, "a.json", _result("a", [20.0, 21.0], [24.0] * 2))
+    other = _write(tmp_path, "b.json", _result("a", [20.5, 20.0], [24.0] * 2, shared_noise=False, seed=1))
+    with pytest.raises(InputError, match=r"differ in seed \(0 vs 1\), shared_noise \(True vs False\).*"
+                                         r"--settings-may-differ"):
+        compare([base], [other])
+    out = compare([base], [other], settings_may_differ=True)
+    assert out["settings_differ"] == {"seed": [0, 1], "shared_noise": [True, False]}
+    assert out["measures"]["psnr"]["mean_difference"] == pytest.approx(-0.25)
+    assert compare([base], [base])["settings_differ"] == {}
+    # the clips themselves must still be the same: another length is another clip
+    with pytest.raises(InputError, match=r"differ in seconds \(2.0 vs 4.0\): the clips are not the same"):
+        compare([base], [_write(tmp_path, "c.json", _result("a", [20.0, 21.0], [24.0] * 2, seconds=4.0))],
+                settings_may_differ=True)
+    assert main(["--base", base, "--candidate", other, "--settings-may-differ"]) == 0
+    printed = capsys.readouterr().out
+    assert "sampler settings (base → candidate): seed 0 → 1, shared_noise True → False" in printed
+    assert "| psnr ↑ | 2 |" in printed
+
+
 def test_command_prints_the_table_and_writes_the_json(tmp_path, capsys):
     base = _write(tmp_path, "a.json", _result("a", [20.0, 21.0, 22.0], [24.0] * 3))
     cand = _write(tmp_path, "b.json", _result("b", [20.5, 21.5, 21.0], [24.0] * 3))

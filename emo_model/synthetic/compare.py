@@ -8,9 +8,12 @@ Pairing each clip with itself (same portrait, speech, seed and sampler settings)
 clips differ by, and the resampled interval says how far the mean difference could move with other
 clips of the same kind. Several JSONs per side pool their clips (e.g. a split's eval and a
 validation split); each candidate JSON must match its base JSON's split and settings, and clips are
-paired by id. Per measure it prints the paired mean difference (candidate - base), a 95% bootstrap
-interval of it (10,000 resamples of the clips, seeded), the clips the candidate wins and loses,
-the worst clip for the candidate, and the Wilcoxon signed-rank p. The identity gap (ceiling - EMO
+paired by id. `--settings-may-differ` pairs runs whose sampler settings differ (the same checkpoint
+under two settings, or two checkpoints each under its own): the clips must still be the same clips
+(data, length, resolution, fps), and the settings that differ are printed above the table.
+Per measure it prints the paired mean difference (candidate - base), a 95% bootstrap interval of it
+(10,000 resamples of the clips, seeded), the clips the candidate wins and loses, the worst clip for
+the candidate, and the Wilcoxon signed-rank p. The identity gap (ceiling - EMO
 PSNR) is paired too: the ceiling is the VAE's and moves when the checkpoint's VAE does.
 """
 from __future__ import annotations
@@ -26,9 +29,10 @@ from scipy.stats import wilcoxon
 from ..cli import report
 from ..errors import InputError
 
-# Settings that must agree for a clip's two values to be a pair; the checkpoint is what may differ.
-PAIRED_SETTINGS = ("data", "seconds", "steps", "seed", "audio_cfg", "motion_cfg", "overlap", "shared_noise",
-                   "color_match", "resolution", "fps")
+# What makes two values the same clip, and the sampler settings that must also agree unless the
+# comparison is of settings (--settings-may-differ); the checkpoint may always differ.
+CLIP_SETTINGS = ("data", "seconds", "resolution", "fps")
+SAMPLER_SETTINGS = ("steps", "seed", "audio_cfg", "motion_cfg", "overlap", "shared_noise", "color_match")
 # JSONs written before the benchmark recorded its seed ran at the default.
 SETTING_DEFAULTS = {"seed": 0}
 CEILING = "VAE reconstruction (ceiling)"
@@ -69,18 +73,25 @@ def _setting(result: dict, key: str):
     return result.get(key, SETTING_DEFAULTS.get(key))
 
 
-def pair_results(bases: list[dict], candidates: list[dict], row: str) -> dict[str, tuple[list, list, list]]:
+def _differences(base: dict, cand: dict, keys) -> dict[str, list]:
+    return {k: [_setting(base, k), _setting(cand, k)] for k in keys if _setting(base, k) != _setting(cand, k)}
+
+
+def pair_results(bases: list[dict], candidates: list[dict], row: str,
+                 settings_may_differ: bool = False) -> dict[str, tuple[list, list, list]]:
     """measure → (clip keys, base values, candidate values) over the clips both sides measured."""
     if len(bases) != len(candidates):
         raise InputError(f"{len(bases)} base JSONs but {len(candidates)} candidate JSONs: give them in pairs, "
                          "the same splits in the same order")
     paired: dict[str, tuple[list, list, list]] = {}
     for base, cand in zip(bases, candidates):
-        differ = [k for k in PAIRED_SETTINGS if _setting(base, k) != _setting(cand, k)]
+        differ = _differences(base, cand, CLIP_SETTINGS + (() if settings_may_differ else SAMPLER_SETTINGS))
         if differ:
-            raise InputError("the two runs differ in " + ", ".join(
-                f"{k} ({_setting(base, k)!r} vs {_setting(cand, k)!r})" for k in differ)
-                + ": run the benchmark on both checkpoints with the same data and settings")
+            hint = ("the clips are not the same: run both on the same data, length, resolution and fps"
+                    if settings_may_differ else "run the benchmark on both checkpoints with the same data and settings "
+                    "(or pass --settings-may-differ to compare sampler settings)")
+            found = ", ".join(f"{k} ({b!r} vs {c!r})" for k, (b, c) in differ.items())
+            raise InputError(f"the two runs differ in {found}: {hint}")
         b, c = clip_values(base, row), clip_values(cand, row)
         common = [cid for cid in b if cid in c]
         if not common:
@@ -106,12 +117,16 @@ def bootstrap_interval(diffs: np.ndarray, resamples: int = 10_000, seed: int = 0
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def compare(base_paths, candidate_paths, row: str = "EMO (full)") -> dict:
+def compare(base_paths, candidate_paths, row: str = "EMO (full)", settings_may_differ: bool = False) -> dict:
     bases = [load_per_clip(p) for p in base_paths]
     candidates = [load_per_clip(p) for p in candidate_paths]
+    paired = pair_results(bases, candidates, row, settings_may_differ)
+    settings = {}
+    for base, cand in zip(bases, candidates):
+        settings.update(_differences(base, cand, SAMPLER_SETTINGS))
     out = {"base": sorted({r["checkpoint"] for r in bases}), "candidate": sorted({r["checkpoint"] for r in candidates}),
-           "row": row, "measures": {}}
-    for measure, (keys, bv, cv) in pair_results(bases, candidates, row).items():
+           "row": row, "settings_differ": settings, "measures": {}}
+    for measure, (keys, bv, cv) in paired.items():
         higher_better, _ = MEASURES[measure]
         base, cand = np.array(bv), np.array(cv)
         diffs = cand - base
@@ -132,8 +147,11 @@ def compare(base_paths, candidate_paths, row: str = "EMO (full)") -> dict:
 
 def format_comparison(result: dict) -> str:
     lines = [f"candidate {', '.join(result['candidate'])} against base {', '.join(result['base'])}, "
-             f"row {result['row']!r}; difference = candidate − base",
-             "", "| measure | clips | base | candidate | difference | 95% interval | better / worse | worst clip "
+             f"row {result['row']!r}; difference = candidate − base"]
+    if result.get("settings_differ"):
+        lines.append("sampler settings (base → candidate): " + ", ".join(
+            f"{k} {b!r} → {c!r}" for k, (b, c) in result["settings_differ"].items()))
+    lines += ["", "| measure | clips | base | candidate | difference | 95% interval | better / worse | worst clip "
                  "| Wilcoxon p |",
              "|---|---|---|---|---|---|---|---|---|"]
     for measure, m in result["measures"].items():
@@ -156,9 +174,13 @@ def main(argv=None) -> int:
                         help="benchmark JSONs of the candidate, one per base JSON: same splits and settings, "
                              "same order")
     parser.add_argument("--row", default="EMO (full)", help="which still-head row to compare (default: EMO (full))")
+    parser.add_argument("--settings-may-differ", action="store_true",
+                        help="pair runs made with different sampler settings (steps, seed, guidance, overlap, "
+                             "shared noise, colour match); the clips must still be the same")
     parser.add_argument("--json", default=None, help="also write the comparison here")
     args = parser.parse_args(argv)
-    return report(lambda: compare(args.base, args.candidate, args.row), format_comparison, args.json)
+    return report(lambda: compare(args.base, args.candidate, args.row, args.settings_may_differ),
+                  format_comparison, args.json)
 
 
 if __name__ == "__main__":
