@@ -152,8 +152,8 @@ def format_comparison(result: dict) -> str:
         lines.append("sampler settings (base → candidate): " + ", ".join(
             f"{k} {b!r} → {c!r}" for k, (b, c) in result["settings_differ"].items()))
     lines += ["", "| measure | clips | base | candidate | difference | 95% interval | better / worse | worst clip "
-                 "| Wilcoxon p |",
-             "|---|---|---|---|---|---|---|---|---|"]
+                  "| Wilcoxon p |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for measure, m in result["measures"].items():
         higher_better, fmt = MEASURES[measure]
         plain = fmt.replace("+", "")
