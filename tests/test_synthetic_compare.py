@@ -114,6 +114,11 @@ def test_sampler_settings_compare_only_when_asked_and_only_on_the_same_clips(tmp
     with pytest.raises(InputError, match=r"differ in seconds \(2.0 vs 4.0\): the clips are not the same"):
         compare([base], [_write(tmp_path, "c.json", _result("a", [20.0, 21.0], [24.0] * 2, seconds=4.0))],
                 settings_may_differ=True)
+    # pooled splits must differ in the same way, or the pooled mean would mix two comparisons
+    val = _write(tmp_path, "v.json", _result("a", [20.0], [24.0], data="runs/val/eval"))
+    val_other = _write(tmp_path, "v2.json", _result("a", [20.0], [24.0], data="runs/val/eval", shared_noise=False))
+    with pytest.raises(InputError, match="differ in their sampler settings in different ways"):
+        compare([base, val], [other, val_other], settings_may_differ=True)
     assert main(["--base", base, "--candidate", other, "--settings-may-differ"]) == 0
     printed = capsys.readouterr().out
     assert "sampler settings (base → candidate): seed 0 → 1, shared_noise True → False" in printed

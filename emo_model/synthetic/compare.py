@@ -77,13 +77,15 @@ def _differences(base: dict, cand: dict, keys) -> dict[str, list]:
     return {k: [_setting(base, k), _setting(cand, k)] for k in keys if _setting(base, k) != _setting(cand, k)}
 
 
-def pair_results(bases: list[dict], candidates: list[dict], row: str,
-                 settings_may_differ: bool = False) -> dict[str, tuple[list, list, list]]:
-    """measure → (clip keys, base values, candidate values) over the clips both sides measured."""
+def pair_results(bases: list[dict], candidates: list[dict], row: str, settings_may_differ: bool = False
+                 ) -> tuple[dict[str, tuple[list, list, list]], dict[str, list]]:
+    """measure → (clip keys, base values, candidate values) over the clips both sides measured, and the
+    sampler settings that differ (setting → [base, candidate]; the same for every pooled split)."""
     if len(bases) != len(candidates):
         raise InputError(f"{len(bases)} base JSONs but {len(candidates)} candidate JSONs: give them in pairs, "
                          "the same splits in the same order")
     paired: dict[str, tuple[list, list, list]] = {}
+    settings = None
     for base, cand in zip(bases, candidates):
         differ = _differences(base, cand, CLIP_SETTINGS + (() if settings_may_differ else SAMPLER_SETTINGS))
         if differ:
@@ -92,6 +94,11 @@ def pair_results(bases: list[dict], candidates: list[dict], row: str,
                     "(or pass --settings-may-differ to compare sampler settings)")
             found = ", ".join(f"{k} ({b!r} vs {c!r})" for k, (b, c) in differ.items())
             raise InputError(f"the two runs differ in {found}: {hint}")
+        split_settings = _differences(base, cand, SAMPLER_SETTINGS)
+        if settings is not None and split_settings != settings:  # a pooled mean must compare one thing
+            raise InputError(f"the pooled splits differ in their sampler settings in different ways ({settings} "
+                             f"vs {split_settings} on {base.get('data')}): compare them one split at a time")
+        settings = split_settings
         b, c = clip_values(base, row), clip_values(cand, row)
         common = [cid for cid in b if cid in c]
         if not common:
@@ -107,7 +114,7 @@ def pair_results(bases: list[dict], candidates: list[dict], row: str,
     paired = {m: v for m, v in paired.items() if v[0]}
     if not paired:  # e.g. an ablation row of runs made with --no-ablations
         raise InputError(f"row {row!r} holds no per-clip values in these runs (were they made with --no-ablations?)")
-    return paired
+    return paired, settings
 
 
 def bootstrap_interval(diffs: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
@@ -120,10 +127,7 @@ def bootstrap_interval(diffs: np.ndarray, resamples: int = 10_000, seed: int = 0
 def compare(base_paths, candidate_paths, row: str = "EMO (full)", settings_may_differ: bool = False) -> dict:
     bases = [load_per_clip(p) for p in base_paths]
     candidates = [load_per_clip(p) for p in candidate_paths]
-    paired = pair_results(bases, candidates, row, settings_may_differ)
-    settings = {}
-    for base, cand in zip(bases, candidates):
-        settings.update(_differences(base, cand, SAMPLER_SETTINGS))
+    paired, settings = pair_results(bases, candidates, row, settings_may_differ)
     out = {"base": sorted({r["checkpoint"] for r in bases}), "candidate": sorted({r["checkpoint"] for r in candidates}),
            "row": row, "settings_differ": settings, "measures": {}}
     for measure, (keys, bv, cv) in paired.items():
