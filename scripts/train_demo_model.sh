@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the bundled demo model models/emo/emo-demo.safetensors from nothing but this repository
-# (synthetic data, our VAE trainer, our three-stage EMO trainer). About 100 minutes on a 2-core CPU; a
-# GPU is used when there is one. Run from anywhere; everything is written under runs/demo/.
+# (synthetic data, our VAE trainer, our three-stage EMO trainer). 90 minutes to two hours on a 2-core
+# CPU (machines differ, see the README); a GPU is used when there is one. Run from anywhere; everything
+# is written under runs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
