@@ -7,8 +7,8 @@ can start them from AnimateDiff on top of a stage-1 checkpoint. The checkpoint's
 config's; clip lengths, fps and the noise schedule come from the config (they are what gets trained).
 
 VAE: `vae` (SD1.5 VAE folder/file, or an EMO checkpoint that holds one), else the init checkpoint's.
-It stays frozen; latents are encoded on the fly (cheap at tiny size; at 512² SD1.5 it costs about a
-Backbone forward per frame, so pre-encoding would be the next optimisation).
+It stays frozen; each clip's latents are encoded once, the first time it is drawn, and kept within
+`frame_cache_mb` (`TrainData`); with `hue_augment` on, the turned pixels are encoded on every step.
 """
 from __future__ import annotations
 

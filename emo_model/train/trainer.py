@@ -31,7 +31,7 @@ from ..checkpoint import load_emo_model, save_emo_checkpoint
 from ..vae import LatentCodec, vae_scale_factor
 from . import state as ckpt
 from .config import ConfigError, TrainConfig
-from .data import Batch, TrainData
+from .data import Batch, FrameEncoder, TrainData
 from .freeze import apply_freezing, stage_groups
 from .hue import hue_angles, hue_matrices, turn_hues
 from .loss_log import LossLog, plot_losses
@@ -76,10 +76,16 @@ def train(config: TrainConfig, *, resume: str | None = None,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     out = Path(config.output_dir)
     emo_config = config.emo_config()
+    # fp32 whatever the mixed precision: SD's VAE overflows in fp16, and the saved copy stays exact.
+    vae = load_training_vae(config, accelerator.device)
+    if vae_scale_factor(vae) != emo_config.vae_scale_factor:
+        raise ConfigError(f"the VAE down-samples {vae_scale_factor(vae)}x but the geometry's vae_scale_factor is "
+                          f"{emo_config.vae_scale_factor}: set geometry.vae_scale_factor (and face_locator_channels)")
+    codec = LatentCodec(vae)
     data = TrainData(config.data, stage=config.stage, resolution=config.resolution,
                      frames=emo_config.frames_per_clip, motion_frames=emo_config.motion_frames,
                      audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim),
-                     frame_cache_mb=config.frame_cache_mb)
+                     frame_cache_mb=config.frame_cache_mb, encoder=frame_encoder(codec, config))
     emo_config = dataclasses.replace(emo_config, fps=data.fps)
     checkpoint = _resume_point(out, resume)
 
@@ -94,8 +100,10 @@ def train(config: TrainConfig, *, resume: str | None = None,
     if config.gradient_checkpointing:
         model.backbone.enable_gradient_checkpointing()
         model.reference_net.enable_gradient_checkpointing()
+    # Fused: one kernel for all parameters (on CPU 4x faster than the per-tensor loop for our 700 tensors).
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
-                                  eps=config.adam_epsilon, weight_decay=config.weight_decay)
+                                  eps=config.adam_epsilon, weight_decay=config.weight_decay,
+                                  fused=accelerator.device.type in ("cpu", "cuda"))
     model, optimizer = accelerator.prepare(model, optimizer)
 
     step, log_sum, log_count, seconds = 0, 0.0, 0, 0.0
@@ -108,12 +116,6 @@ def train(config: TrainConfig, *, resume: str | None = None,
         _warn_changes(saved.get("config", {}), config)
         log.info("resuming from %s (step %d)", checkpoint, step)
 
-    # fp32 whatever the mixed precision: SD's VAE overflows in fp16, and the saved copy stays exact.
-    vae = load_training_vae(config, accelerator.device)
-    if vae_scale_factor(vae) != emo_config.vae_scale_factor:
-        raise ConfigError(f"the VAE down-samples {vae_scale_factor(vae)}x but the geometry's vae_scale_factor is "
-                          f"{emo_config.vae_scale_factor}: set geometry.vae_scale_factor (and face_locator_channels)")
-    codec = LatentCodec(vae)
     objective = Objective(emo_config.noise, config.noise_offset, config.min_snr_gamma)
     losses = LossLog(out / "loss.jsonl")
     if accelerator.is_main_process:
@@ -205,6 +207,15 @@ class StepInputs:
     weights: torch.Tensor | None = None  # [B, F, 1, h, w] per-element loss weights, None = uniform
 
 
+def frame_encoder(codec: LatentCodec, config: TrainConfig) -> FrameEncoder | None:
+    """Latents encoded once per clip (see `TrainData`), unless hue augmentation must turn the pixels first."""
+    if config.hue_augment > 0:
+        return None
+    channels, size = codec.vae.config.latent_channels, config.resolution // vae_scale_factor(codec.vae)
+    # Clone outside inference mode: the cached latents are ordinary tensors that autograd may save.
+    return FrameEncoder(lambda pixels: codec.encode(pixels).float().cpu().clone(), frame_bytes=4 * channels * size * size)
+
+
 def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config: TrainConfig,
                   g: torch.Generator, device) -> StepInputs:
     """Latents, noise and conditioning of one micro-batch; the draws' order is fixed (see module doc)."""
@@ -213,11 +224,15 @@ def model_inputs(batch: Batch, codec: LatentCodec, objective: Objective, config:
     audio_keep = torch.rand(size, generator=g) >= config.audio_dropout
     motion_kept = bool(torch.rand((), generator=g) >= config.motion_dropout)
 
-    def encode(pixels: torch.Tensor) -> torch.Tensor:
+    def encode(frames: torch.Tensor) -> torch.Tensor:
+        if batch.encoded:
+            return frames.to(device).contiguous()  # still-motion frames are an expanded view
         # LatentCodec works in inference mode; clone to get ordinary tensors autograd may save.
-        return codec.encode(pixels.flatten(0, -4)).clone().float().unflatten(0, pixels.shape[:-3])
+        return codec.encode(frames.flatten(0, -4)).clone().float().unflatten(0, frames.shape[:-3])
 
     if config.hue_augment > 0:  # drawn only when on, so runs without it keep every draw they had
+        if batch.encoded:
+            raise ValueError("hue augmentation turns pixels: draw the batch without a FrameEncoder")
         batch = rotate_hues(batch, hue_angles(size, config.hue_augment, g))
     latents = encode(batch.target)                       # [B, F, 4, h, w]
     timesteps, noise = objective.draw(latents, g)
