@@ -98,8 +98,9 @@ class TrainConfig:
     # Extra loss weight w on each frame's mouth region (data.MOUTH_REGION): elements weigh 1 + w x coverage,
     # not renormalised, so the loss reads higher than an unweighted run's (about 1.8x at w = 20 on the demo data).
     mouth_loss_weight: float = 0.0
-    # Training clips kept in memory (MiB): their VAE latents (the demo data: about 50), or with hue_augment their
-    # decoded uint8 frames (about 600); 0 = decode and encode every draw. Changes speed only, not a result.
+    # Training clips kept in memory (MiB): their VAE latents (the demo data: about 50), or with hue_augment
+    # their decoded uint8 frames (about 600); 0 = decode and encode every draw. Changes the speed, and the
+    # latents in their last bits.
     frame_cache_mb: float = 4096
     save_every: int = 500
     keep_checkpoints: int = 2
