@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the bundled demo model models/emo/emo-demo.safetensors from nothing but this repository
-# (synthetic data, our VAE trainer, our three-stage EMO trainer). 90 minutes to two hours on a 2-core
+# (synthetic data, our VAE trainer, our three-stage EMO trainer). 90 minutes to over two hours on a 2-core
 # CPU (machines differ, see the README); a GPU is used when there is one. Run from anywhere; everything
 # is written under runs/demo/.
 set -euo pipefail
