@@ -20,8 +20,8 @@ Frames are the same either way, so the cache changes no result, only the time.
 
 With a `FrameEncoder` (the trainer gives one when nothing augments the pixels) a clip is instead
 encoded by the frozen VAE once, the first time it is drawn, and its latents are kept under the same
-budget: samples then carry latents, and the VAE no longer runs on every step (at 64² it was 15% of a
-stage-1 step and 16% of a stage-2 one). A latent differs from one encoded in another batch only in
+budget: samples then carry latents, and the VAE no longer runs on every step (at 64² it was 15–17% of a
+step in every stage, timed on one machine). A latent differs from one encoded in another batch only in
 the last bits (CPU convolutions pick kernels by batch size).
 """
 from __future__ import annotations
