@@ -6,7 +6,8 @@ SD1.5's VAE is 84 M parameters and not available offline; a model trained on one
 (the synthetic cartoons) needs far less. This trains one with SD's 4 latent channels and a
 down-sampling factor of 2^(len(block_out_channels) - 1) (SD: 8; the EMO geometry's
 `vae_scale_factor` must match it) on the frames of the training clips: L1 + MSE reconstruction plus
-a small KL term, no adversarial loss. At the end the latents' standard deviation over the training
+a small KL term, no adversarial loss; optionally each frame's mouth region weighs more
+(`mouth_loss_weight`, as in the EMO trainer). At the end the latents' standard deviation over the training
 frames sets `scaling_factor` (SD's 0.18215 was found the same way), so the diffusion model sees
 unit-variance latents, unless the config fixes `scaling_factor`.
 
@@ -31,9 +32,10 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from ..checkpoint import load_checkpoint_vae, save_vae_file
-from ..data import load_index, read_clip_frames
+from ..data import load_index, read_clip, read_clip_frames
 from ..errors import EMOError
 from .config import ConfigError, apply_overrides, lr_schedule_problem
+from .data import face_region_mask, mouth_box
 from .hue import hue_angles, hue_matrices, turn_hues
 from .loss_log import LossLog, plot_losses
 from .trainer import learning_rate, step_generator
@@ -60,6 +62,10 @@ class VAETrainConfig:
     # Share of frames turned to a random hue (see hue.py): a VAE trained on few identities otherwise
     # learns their palettes and pulls an unseen portrait's colours towards them.
     hue_augment: float = 0.0
+    # Extra reconstruction weight w on each frame's mouth region (the EMO trainer's MOUTH_REGION of its
+    # face box): pixels weigh 1 + w there, not renormalised. The mouth is a few pixels of a frame, and a
+    # VAE that blurs it on unseen faces caps the lip sync of every model trained on its latents.
+    mouth_loss_weight: float = 0.0
     log_every: int = 25
     threads: int | None = None  # torch intra-op threads; None = torch's default
     # Fine-tuning: start from this VAE file (vae.safetensors or an EMO checkpoint with a VAE); with
@@ -92,6 +98,8 @@ class VAETrainConfig:
             raise ConfigError(f"block_out_channels needs at least 2 widths (down-sampling 2^(widths - 1), here "
                               f"{factor}) and resolution a multiple of 8 and of that; got {config.block_out_channels}, "
                               f"{config.resolution}")
+        if config.mouth_loss_weight < 0:
+            raise ConfigError(f"mouth_loss_weight must be >= 0, got {config.mouth_loss_weight}")
         if not 0.0 <= config.hue_augment <= 1.0:
             raise ConfigError(f"hue_augment must be in 0..1, got {config.hue_augment}")
         if config.decoder_only and not config.init_vae:
@@ -125,6 +133,19 @@ def load_frames(folders: list[str], resolution: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def load_mouth_masks(folders: list[str], resolution: int) -> torch.Tensor:
+    """Each frame's mouth region (the EMO trainer's, from its face box) in the order of `load_frames`,
+    bool [N, 1, R, R]."""
+    out = []
+    for folder in folders:
+        for clip in load_index(folder)["clips"]:
+            tensors = read_clip(folder, clip["id"])
+            height, width = (int(v) for v in tensors["metadata"]["resolution"].split("x"))
+            boxes = tensors["face_boxes"].float()[:int(clip["num_frames"])]
+            out += [face_region_mask(mouth_box(box), height, width, resolution).bool() for box in boxes]
+    return torch.stack(out)
+
+
 def train_vae(config: VAETrainConfig) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -133,6 +154,7 @@ def train_vae(config: VAETrainConfig) -> Path:
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     frames = load_frames(config.data, config.resolution)
     log.info("%d frames of %d²", len(frames), config.resolution)
+    mouths = load_mouth_masks(config.data, config.resolution) if config.mouth_loss_weight else None
     torch.manual_seed(config.seed)
     if config.init_vae:
         vae = load_checkpoint_vae(config.init_vae)
@@ -154,14 +176,17 @@ def train_vae(config: VAETrainConfig) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             g = step_generator(config.seed, step, 0, 0)
-            pixels = training_batch(frames, config, g)
+            pixels, weights = training_batch(frames, config, g, mouths)
             with torch.set_grad_enabled(not config.decoder_only):
                 posterior = vae.encode(pixels).latent_dist
             # decoder_only: the mode, as EMO's latents are (LatentCodec.encode)
             noise = torch.randn(posterior.mean.shape, generator=g)
             latents = posterior.mean if config.decoder_only else posterior.mean + posterior.std * noise
             decoded = vae.decode(latents).sample
-            reconstruction = F.l1_loss(decoded, pixels) + F.mse_loss(decoded, pixels)
+            if weights is None:
+                reconstruction = F.l1_loss(decoded, pixels) + F.mse_loss(decoded, pixels)
+            else:  # the same L1 + MSE, each pixel weighted
+                reconstruction = (((decoded - pixels).abs() + (decoded - pixels).pow(2)) * weights).mean()
             loss = reconstruction if config.decoder_only else reconstruction + config.kl_weight * posterior.kl().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -188,13 +213,20 @@ def train_vae(config: VAETrainConfig) -> Path:
     return final
 
 
-def training_batch(frames: torch.Tensor, config: VAETrainConfig, g: torch.Generator) -> torch.Tensor:
-    """`batch_size` frames drawn from uint8 `frames` [N, 3, H, W], a `hue_augment` share of them hue-turned, in -1..1."""
-    picked = frames[torch.randint(len(frames), (config.batch_size,), generator=g)]
+def training_batch(frames: torch.Tensor, config: VAETrainConfig, g: torch.Generator,
+                   mouths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`batch_size` frames drawn from uint8 `frames` [N, 3, H, W], a `hue_augment` share of them hue-turned,
+    in -1..1, and their per-pixel loss weights [B, 1, H, W] (1 + mouth_loss_weight in the mouth region of
+    `mouths`, bool [N, 1, H, W]; None without a mouth weight)."""
+    index = torch.randint(len(frames), (config.batch_size,), generator=g)
+    picked = frames[index]
+    weights = None
+    if config.mouth_loss_weight:
+        weights = 1.0 + config.mouth_loss_weight * mouths[index].float()
     if config.hue_augment > 0:  # drawn only when on, so runs without it keep every draw they had
         turns = hue_matrices(hue_angles(config.batch_size, config.hue_augment, g))
-        return turn_hues(picked.float() / 255, turns) * 2 - 1
-    return picked.float() / 127.5 - 1
+        return turn_hues(picked.float() / 255, turns) * 2 - 1, weights
+    return picked.float() / 127.5 - 1, weights
 
 
 @torch.inference_mode()
