@@ -5,9 +5,13 @@ import json
 import pytest
 import torch
 
-from emo_model.checkpoint import load_checkpoint_vae
+from emo_model.checkpoint import (load_checkpoint_vae, load_emo_model, read_emo_checkpoint, save_emo_checkpoint,
+                                  save_vae_file)
+from emo_model.errors import InputError
 from emo_model.train import TrainConfig, train
 from emo_model.train.config import ConfigError
+from emo_model.train.embed_vae import embed_vae
+from emo_model.train.embed_vae import main as embed_main
 from emo_model.train.trainer import step_generator
 from emo_model.train.vae import (VAETrainConfig, load_frames, load_mouth_masks, main, reconstruction_psnr,
                                  training_batch)
@@ -62,14 +66,21 @@ def test_decoder_only_fine_tuning_keeps_latents_and_improves_the_decoder(trained
     assert reconstruction_psnr(after, frames) > reconstruction_psnr(before, frames) - 1.0
 
 
+GEOMETRY = {"unet": {"block_out_channels": [32, 64], "attention_levels": [True, False], "layers_per_block": 1,
+                     "heads": 2, "cross_attention_dim": 32, "norm_num_groups": 8, "motion_heads": 2,
+                     "motion_max_frames": 24},
+            "audio_tokens": 4, "audio_token_dim": 32, "audio_hidden": 64, "speed_dim": 32, "speed_hidden": 32,
+            "face_locator_channels": [8, 16, 16], "vae_scale_factor": 4}
+
+
+def _emo_stage1(trained, dataset, out, steps=2):
+    return dict(stage=1, data=[str(dataset)], output_dir=str(out), geometry=GEOMETRY, resolution=64,
+                vae=str(trained / "vae/vae.safetensors"), save_vae=True, batch_size=2, max_steps=steps,
+                save_every=steps)
+
+
 def test_vae_file_trains_an_emo_stage_at_its_own_scale_factor(trained, dataset, tmp_path):
-    geometry = {"unet": {"block_out_channels": [32, 64], "attention_levels": [True, False], "layers_per_block": 1,
-                         "heads": 2, "cross_attention_dim": 32, "norm_num_groups": 8, "motion_heads": 2,
-                         "motion_max_frames": 24},
-                "audio_tokens": 4, "audio_token_dim": 32, "audio_hidden": 64, "speed_dim": 32, "speed_hidden": 32,
-                "face_locator_channels": [8, 16, 16], "vae_scale_factor": 4}
-    values = dict(stage=1, data=[str(dataset)], output_dir=str(tmp_path / "s1"), geometry=geometry, resolution=64,
-                  vae=str(trained / "vae/vae.safetensors"), save_vae=True, batch_size=2, max_steps=2, save_every=2)
+    values = _emo_stage1(trained, dataset, tmp_path / "s1")
     final = train(TrainConfig.from_dict(values))
     assert vae_scale_factor(load_checkpoint_vae(final)) == 4
     with pytest.raises(ConfigError, match="vae_scale_factor"):
@@ -124,6 +135,40 @@ def test_mouth_loss_weight_reconstructs_the_mouth_region_better(trained, dataset
 
     # The same 60 steps and draws as the `trained` run, the mouth region weighing 21x.
     assert mouth_error(tmp_path / "mouth/vae.safetensors") < 0.8 * mouth_error(trained / "vae/vae.safetensors")
+
+
+def test_embed_vae_gives_a_trained_checkpoint_a_fine_tuned_decoder_and_refuses_another_encoder(
+        trained, dataset, tmp_path):
+    checkpoint = train(TrainConfig.from_dict(_emo_stage1(trained, dataset, tmp_path / "s1", steps=1)))
+    assert main(["--config", str(_config(tmp_path, dataset, "dec", max_steps=10, lr=5e-4, init_vae=str(checkpoint),
+                                          decoder_only=True))]) == 0
+    decoder_file, out = tmp_path / "dec/vae.safetensors", tmp_path / "swapped.safetensors"
+    assert embed_main([str(checkpoint), str(decoder_file), str(out)]) == 0
+    _, before, meta_before = read_emo_checkpoint(checkpoint)
+    _, after, meta_after = read_emo_checkpoint(out)
+    assert before.keys() == after.keys() and meta_before == {**meta_after, "vae_config": meta_before["vae_config"]}
+    fine_tuned = {f"vae.{k}": v for k, v in load_checkpoint_vae(decoder_file).state_dict().items()}
+    for key in before:
+        expected = fine_tuned[key] if key.startswith("vae.") else before[key]  # the encoder's are the same
+        assert torch.equal(after[key], expected), key
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("vae.decoder."))
+
+    other = load_checkpoint_vae(decoder_file)
+    other.encoder.conv_in.weight.data += 0.01
+    save_vae_file(other, tmp_path / "other_encoder.safetensors")
+    rescaled = load_checkpoint_vae(decoder_file)
+    rescaled.register_to_config(scaling_factor=2.0)
+    save_vae_file(rescaled, tmp_path / "rescaled.safetensors")
+    for name, message in (("other_encoder", "encoder tensors differ"), ("rescaled", "latent scaling")):
+        with pytest.raises(InputError, match=message):
+            embed_vae(checkpoint, tmp_path / f"{name}.safetensors", tmp_path / f"{name}_out.safetensors")
+        assert not (tmp_path / f"{name}_out.safetensors").exists()
+    with pytest.raises(InputError, match="another file"):
+        embed_vae(checkpoint, decoder_file, checkpoint)
+    bare = tmp_path / "bare.safetensors"
+    save_emo_checkpoint(load_emo_model(checkpoint), bare)
+    with pytest.raises(InputError, match="holds no VAE"):
+        embed_vae(bare, decoder_file, tmp_path / "bare_out.safetensors")
 
 
 def test_bad_vae_configs_are_refused(tmp_path, dataset):
