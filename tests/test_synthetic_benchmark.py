@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from emo_model.audio import load_audio_encoder, packaged_whisper_tiny_dir
-from emo_model.checkpoint import save_emo_checkpoint
+from emo_model.checkpoint import save_emo_checkpoint, save_vae_file
 from emo_model.errors import InputError
 from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
@@ -20,6 +20,8 @@ from emo_model.synthetic.compare import compare
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
 from emo_model.synthetic.render import face_geometry
+from emo_model.synthetic.vae_ceiling import main as vae_ceiling_main
+from emo_model.synthetic.vae_ceiling import run_vae_ceiling
 from helpers import tiny_model, tiny_vae
 
 SIZE = 64
@@ -123,6 +125,40 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     assert written["rows"]["VAE reconstruction (ceiling)"]["psnr"] != pytest.approx(
         rows["VAE reconstruction (ceiling)"]["psnr"])
     assert written["rows"]["ground truth renders"]["lip_sync"] == pytest.approx(rows["ground truth renders"]["lip_sync"])
+
+
+def test_vae_ceiling_gives_the_benchmarks_ceiling_row_for_each_vae_alone(eval_split, tmp_path, capsys):
+    checkpoint, standalone = tmp_path / "tiny.safetensors", tmp_path / "vae.safetensors"
+    save_emo_checkpoint(tiny_model(fps=25.0), checkpoint, vae=tiny_vae(), metadata={"training_resolution": "64"})
+    other = tiny_vae()
+    other.decoder.conv_out.bias.data += 0.2  # a brighter decoder: another VAE
+    save_vae_file(other, standalone)
+    bench = run_benchmark(checkpoint, eval_split, clips=1, seconds=0.64, steps=1, speed_clips=0, ablations=False,
+                          color_match="video", log=lambda m: None)
+    result = run_vae_ceiling([checkpoint, standalone], eval_split, clips=1, seconds=0.64, resolution=64,
+                             color_match="video")
+    rows = result["rows"]
+    assert rows[str(checkpoint)] == bench["rows"]["VAE reconstruction (ceiling)"]  # the same row, the same numbers
+    assert rows["ground truth renders"] == {"lip_sync": bench["rows"]["ground truth renders"]["lip_sync"]}
+    assert rows[str(standalone)]["psnr"] != rows[str(checkpoint)]["psnr"]
+    assert result["per_clip"]["clip_ids"] == bench["per_clip"]["clip_ids"]
+    plain = run_vae_ceiling([checkpoint], eval_split, clips=1, seconds=0.64, resolution=64)
+    assert plain["rows"][str(checkpoint)]["psnr"] != rows[str(checkpoint)]["psnr"]  # the colour match took part
+    with pytest.raises(InputError, match="different sizes"):  # tiny_vae's sample_size is 32; the trainer's is set
+        bigger = tiny_vae()
+        bigger.register_to_config(sample_size=64)
+        save_vae_file(bigger, tmp_path / "v64.safetensors")
+        run_vae_ceiling([standalone, tmp_path / "v64.safetensors"], eval_split, clips=1, seconds=0.64)
+    bare = tmp_path / "bare.safetensors"
+    save_emo_checkpoint(tiny_model(fps=25.0), bare)
+    with pytest.raises(InputError, match="holds no VAE"):
+        run_vae_ceiling([bare], eval_split, clips=1, seconds=0.64, resolution=64)
+    json_out = tmp_path / "ceiling.json"
+    assert vae_ceiling_main(["--vae", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
+                             "--resolution", "64", "--json", str(json_out)]) == 0
+    assert f"| {checkpoint} |" in capsys.readouterr().out
+    assert json.loads(json_out.read_text())["rows"] == plain["rows"]
+    assert vae_ceiling_main(["--vae", str(bare), "--data", str(eval_split), "--resolution", "64"]) == 2
 
 
 def test_no_speed_sweep_leaves_the_speed_columns_empty(eval_split, tmp_path):
