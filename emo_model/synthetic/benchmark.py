@@ -133,6 +133,15 @@ def still_renders(clip: EvalClip, resolution: int) -> np.ndarray:
     return _resize(np.stack(frames), resolution)
 
 
+def vae_reconstruction(codec, truth: np.ndarray, clip: EvalClip, color_match: str | None) -> np.ndarray:
+    """The ceiling's frames: uint8 `truth` [N, H, W, 3] encoded and decoded by `codec`, then through the
+    colour match when one is given (like for like: the VAE's own colour offset goes too)."""
+    frames = codec.decode(codec.encode(torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255))
+    if color_match is not None:
+        frames = match_color(frames, torch.from_numpy(clip.reference), color_match)
+    return frames.numpy()
+
+
 def constant_speed_renders(clip: EvalClip, speed: float, resolution: int, max_roll: float = 15.0) -> np.ndarray:
     """Ground-truth head turning at `speed` degrees per frame from the reference pose, turning back at
     ±max_roll (as the training clips do)."""
@@ -235,11 +244,7 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         if ablations:  # (without motion reuse there is nothing to overlap: 0 held frames)
             runs += [("no audio", runner.generate(clip, speed=0.0, audio_cfg=0.0), overlap),
                      ("no motion frames", runner.generate(clip, speed=0.0, reuse_motion=False), 0)]
-        pixels = torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255
-        ceiling = pipeline.codec.decode(pipeline.codec.encode(pixels))
-        if color_match is not None:  # like for like: the VAE's own colour offset goes too
-            ceiling = match_color(ceiling, torch.from_numpy(clip.reference), color_match)
-        ceiling = ceiling.numpy()
+        ceiling = vae_reconstruction(pipeline.codec, truth, clip, color_match)
         add("ground truth renders", "lip_sync", measures.lip_sync(truth))
         add("VAE reconstruction (ceiling)", "psnr", psnr(ceiling, truth))
         add("VAE reconstruction (ceiling)", "ssim", ssim(ceiling, truth))

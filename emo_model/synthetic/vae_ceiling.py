@@ -17,15 +17,14 @@ import argparse
 import sys
 
 import numpy as np
-import torch
 
 from ..checkpoint import load_checkpoint_vae
 from ..cli import report
-from ..color import COLOR_MATCH_MODES, match_color
+from ..color import COLOR_MATCH_MODES
 from ..data import load_index
 from ..errors import InputError
 from ..vae import LatentCodec
-from .benchmark import Measures, load_eval_clips, still_renders
+from .benchmark import Measures, load_eval_clips, still_renders, vae_reconstruction
 from .measure import psnr, ssim
 
 TRUTH = "ground truth renders"
@@ -53,12 +52,8 @@ def run_vae_ceiling(vaes, data, *, clips: int = 16, seconds: float = 2.0, resolu
     for clip in eval_clips:
         truth, measures = still_renders(clip, resolution), Measures(clip, resolution)
         per_clip[TRUTH]["lip_sync"].append(measures.lip_sync(truth))
-        pixels = torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255
         for name, codec in codecs.items():
-            frames = codec.decode(codec.encode(pixels))
-            if color_match is not None:
-                frames = match_color(frames, torch.from_numpy(clip.reference), color_match)
-            frames = frames.numpy()
+            frames = vae_reconstruction(codec, truth, clip, color_match)
             row = per_clip[name]
             row["psnr"].append(psnr(frames, truth))
             row["ssim"].append(ssim(frames, truth))
