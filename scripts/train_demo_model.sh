@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the bundled demo model models/emo/emo-demo.safetensors from nothing but this repository
-# (synthetic data, our VAE trainer, our three-stage EMO trainer). 90 minutes to over two hours on a 2-core
-# CPU (machines differ, see the README); a GPU is used when there is one. Run from anywhere; everything
+# (synthetic data, our VAE trainer, our three-stage EMO trainer). 45 to 90 minutes on a 2-core CPU
+# (machines differ, see the README); a GPU is used when there is one. Run from anywhere; everything
 # is written under runs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,17 +10,12 @@ python -m emo_model.synthetic.generate runs/demo/data --identities 64 --clips-pe
     --resolution 128 --holdout-identities 8 --seed 0
 python -m emo_model.train.vae --config configs/demo/vae.json
 python -m emo_model.train --config configs/demo/stage1.json
-# The decoder is fine-tuned with the encoder frozen (latents unchanged); stage 3 embeds the result.
-python -m emo_model.train.vae --config configs/demo/vae_decoder.json
 python -m emo_model.train --config configs/demo/stage2.json
 python -m emo_model.train --config configs/demo/stage3.json
-# Stages 2 and 3 once more: stage 2 now also trains the Backbone's spatial layers (the README says why).
-python -m emo_model.train --config configs/demo/stage2_spatial.json
-python -m emo_model.train --config configs/demo/stage3_again.json
 mkdir -p models/emo
-cp runs/demo/stage3_again/emo.safetensors models/emo/emo-demo.safetensors
+cp runs/demo/stage3/emo.safetensors models/emo/emo-demo.safetensors
 mkdir -p docs/demo-model
-for run in vae vae_decoder stage1 stage2 stage3 stage2_spatial stage3_again; do
+for run in vae stage1 stage2 stage3; do
     cp "runs/demo/$run/loss.jsonl" "docs/demo-model/$run.loss.jsonl"
     cp "runs/demo/$run/loss.png" "docs/demo-model/$run.loss.png"
 done

@@ -125,16 +125,19 @@ def test_demo_training_configs_reproduce_its_geometry():
     model = load_emo_model(DEMO)
     assert model.config.fps == 25.0  # the synthetic data's rate, which the trainer records
     # Every EMO run of scripts/train_demo_model.sh, each starting from the one before it; the last made the file.
-    runs = ["stage1", "stage2", "stage3", "stage2_spatial", "stage3_again"]
+    runs = ["stage1", "stage2", "stage3"]
     configs = [TrainConfig.from_file(ROOT / f"configs/demo/{run}.json") for run in runs]
     for config in configs:
         assert json.loads(dataclasses.replace(config.emo_config(), fps=25.0).to_json()) == json.loads(model.config.to_json())
     for before, after in zip(configs, configs[1:]):
         assert after.init_checkpoint == f"{before.output_dir}/emo.safetensors"
-    assert configs[-1].stage == 3 and configs[-2].trainable == ["temporal", "audio", "backbone_spatial"]
+    assert [config.stage for config in configs] == [1, 2, 3]
+    assert configs[0].vae == json.loads((ROOT / "configs/demo/vae.json").read_text())["output_dir"] + "/vae.safetensors"
+    assert configs[1].trainable == ["temporal", "audio", "backbone_spatial"]  # stage 2 trains the spatial layers too
     script = (ROOT / "scripts/train_demo_model.sh").read_text()
-    assert script.index("configs/demo/stage3.json") < script.index("configs/demo/stage2_spatial.json") \
-        < script.index("configs/demo/stage3_again.json") < script.index("runs/demo/stage3_again/emo.safetensors models/emo")
+    assert script.index("configs/demo/vae.json") < script.index("configs/demo/stage1.json") \
+        < script.index("configs/demo/stage2.json") < script.index("configs/demo/stage3.json") \
+        < script.index("runs/demo/stage3/emo.safetensors models/emo")
     assert model.checkpoint_metadata["training_resolution"] == str(configs[-1].resolution)
 
 
