@@ -92,8 +92,8 @@ def guidance_branches(reference_cfg: float, audio_cfg: float, motion_cfg: float 
         branches.append((False, False, True))
     if reference_cfg != 1.0 or audio_cfg != 1.0:
         branches.append((True, False, True))
-    if motion_cfg != 1.0:
-        branches.append((True, True, False))
+    if motion_cfg != 1.0:  # audio guidance 0 means no audio anywhere, the motion term's branches included
+        branches.append((True, audio_cfg != 0.0, False))
     branches.append((True, True, True))
     return branches
 
@@ -101,7 +101,8 @@ def guidance_branches(reference_cfg: float, audio_cfg: float, motion_cfg: float 
 def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float,
                      motion_cfg: float = 1.0) -> torch.Tensor:
     """ref + s_audio (full - ref) + (s_ref - 1)(ref - uncond) + (s_motion - 1)(full - no motion), for the
-    batch from `guidance_branches` (uncond + s_ref (ref - uncond) + s_audio (full - ref) when s_motion = 1)."""
+    batch from `guidance_branches` (uncond + s_ref (ref - uncond) + s_audio (full - ref) when s_motion = 1).
+    With s_audio = 0 the motion term is (ref - ref without motion frames), so that no audio reaches the result."""
     branches = guidance_branches(reference_cfg, audio_cfg, motion_cfg)
     if pred.shape[0] % len(branches):
         raise ValueError(f"a batch of {pred.shape[0]} does not split into the {len(branches)} guidance branches")
@@ -113,9 +114,10 @@ def combine_guidance(pred: torch.Tensor, reference_cfg: float, audio_cfg: float,
     uncond = parts.get((False, False, True))
     if uncond is not None:
         out = out + (reference_cfg - 1.0) * (ref - uncond)
-    no_motion = parts.get((True, True, False))
+    no_motion = parts.get((True, audio_cfg != 0.0, False))
     if no_motion is not None:  # away from what zero motion maps (no previous clip) would give
-        out = out + (motion_cfg - 1.0) * (full - no_motion)
+        with_motion = full if audio_cfg != 0.0 else ref
+        out = out + (motion_cfg - 1.0) * (with_motion - no_motion)
     return out
 
 

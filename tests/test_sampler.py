@@ -195,6 +195,34 @@ def test_guidance_batches_only_needed_branches_into_one_backbone_call(model, mon
         assert calls == [3] * 6, no_motion
 
 
+def test_motion_guidance_below_one_leans_towards_a_first_clip(model):
+    """s_motion 0 (no other guidance) is the no-motion branch alone: every clip as if it were the first, as
+    reuse_motion=False makes it; the workflows' 0.5 lies between that and following the motion frames."""
+    off = dict(steps=2, scheduler="ddim", reference_cfg=1.0, audio_cfg=1.0)
+    zero = generate(model, 2 * F_, settings=SamplerSettings(motion_cfg=0.0, **off))
+    fresh = generate(model, 2 * F_, settings=SamplerSettings(reuse_motion=False, **off))
+    torch.testing.assert_close(zero[1].latents, fresh[1].latents, atol=1e-4, rtol=1e-4)  # batch of 2 vs 1: rounding
+    carried = generate(model, 2 * F_, settings=SamplerSettings(**off))
+    half = generate(model, 2 * F_, settings=SamplerSettings(motion_cfg=0.5, **off))
+    assert torch.equal(half[0].latents, carried[0].latents)  # the first clip has no motion frames to weigh
+    to_carried = (half[1].latents - carried[1].latents).norm()
+    assert 0 < to_carried < (fresh[1].latents - carried[1].latents).norm()
+
+
+def test_audio_guidance_zero_keeps_the_audio_out_of_motion_guidance(model):
+    """Audio guidance 0 is "no audio" (the benchmark's ablation): with motion guidance on too, the motion
+    term is taken on audio-free branches, so two different tracks give the same video."""
+    settings = SamplerSettings(steps=2, scheduler="ddim", reference_cfg=2.0, audio_cfg=0.0, motion_cfg=0.5)
+    g = torch.Generator().manual_seed(1)
+    a = generate(model, 2 * F_, settings=settings, frame_audio=torch.randn(2 * F_, 5, 384, generator=g))
+    b = generate(model, 2 * F_, settings=settings, frame_audio=torch.randn(2 * F_, 5, 384, generator=g))
+    assert all(torch.equal(x.latents, y.latents) for x, y in zip(a, b))
+    heard = dataclasses.replace(settings, audio_cfg=0.5)
+    c = generate(model, 2 * F_, settings=heard, frame_audio=torch.randn(2 * F_, 5, 384, generator=g))
+    d = generate(model, 2 * F_, settings=heard, frame_audio=torch.randn(2 * F_, 5, 384, generator=g))
+    assert not torch.equal(c[1].latents, d[1].latents)
+
+
 def test_guidance_formula():
     u, r, f = torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([4.0])
     assert guidance_branches(2.0, 3.0) == [(False, False, True), (True, False, True), (True, True, True)]
@@ -207,6 +235,11 @@ def test_guidance_formula():
     out = combine_guidance(torch.stack([u, r, m, f]), 2.0, 3.0, 1.5)
     torch.testing.assert_close(out[0], u + 2.0 * (r - u) + 3.0 * (f - r) + 0.5 * (f - m))
     torch.testing.assert_close(combine_guidance(torch.stack([m, f]), 1.0, 1.0, 4.0)[0], m + 4.0 * (f - m))
+    m0 = torch.tensor([1.5])  # reference, no audio, zero motion maps: audio guidance 0 hears nothing
+    assert guidance_branches(2.0, 0.0, 0.5) == [(False, False, True), (True, False, True), (True, False, False),
+                                                (True, True, True)]
+    out = combine_guidance(torch.stack([u, r, m0, f]), 2.0, 0.0, 0.5)
+    torch.testing.assert_close(out[0], r + 1.0 * (r - u) - 0.5 * (r - m0))
     with pytest.raises(ValueError, match="guidance branches"):  # 3 predictions for the 4 branches
         combine_guidance(torch.stack([u, r, f]), 2.0, 3.0, 1.5)
 
