@@ -92,11 +92,13 @@ class EMO_Sampler:
                                        "tooltip": "Per-frame speed instead of `speed`: numbers ('0.2, 0.8') or "
                                                   "keyframes ('0:0.2, 3s:1.0'). Empty: use `speed`."}),
             "motion_frames": (EMO_MOTION, {"tooltip": "Continue from an earlier video (EMO Motion Frames)."}),
-            "motion_cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.05,
-                                     "tooltip": "Guidance towards the motion frames: each clip follows the one before "
-                                                "more closely, smoother clip boundaries (1 = off; costs one more "
-                                                "batch entry, and its memory, on every clip that has motion "
-                                                "frames: from the second on, or all with a motion_frames input)."}),
+            "motion_cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.05,
+                                     "tooltip": "Guidance towards the motion frames (1 = off). Above 1 each clip "
+                                                "follows the one before more closely; below 1 it leans towards "
+                                                "what a first clip would do, from the portrait's pose, against "
+                                                "drift (the demo workflows: 0.5). Costs one more batch entry, and "
+                                                "its memory, on every clip that has motion frames: from the "
+                                                "second on, or all with a motion_frames input."}),
             "overlap_frames": ("INT", {"default": 0, "min": 0, "max": 63,
                                        "tooltip": "Each clip re-denoises this many of the previous clip's last frames "
                                                   "(held to them) with its new ones, so it starts where the last one "
