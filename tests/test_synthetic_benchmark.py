@@ -15,7 +15,8 @@ from emo_model.errors import InputError
 from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
 from emo_model.color import match_color
-from emo_model.synthetic.benchmark import Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark
+from emo_model.synthetic.benchmark import (Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark,
+                                           turning_region)
 from emo_model.synthetic.compare import compare
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
@@ -109,14 +110,20 @@ def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_p
     table = format_table(result)
     assert all(f"| {row} |" in table for row in rows) and "Identity gap to the ceiling" in table
     json_out = tmp_path / "result.json"
-    settings_seen, call = [], EMOPipeline.__call__
-    monkeypatch.setattr(EMOPipeline, "__call__",
-                        lambda self, *a, **kw: (settings_seen.append(kw["settings"]), call(self, *a, **kw))[1])
+    settings_seen, masks_seen, call = [], [], EMOPipeline.__call__
+    monkeypatch.setattr(EMOPipeline, "__call__", lambda self, *a, **kw: (
+        settings_seen.append(kw["settings"]), masks_seen.append(kw["face_mask"]), call(self, *a, **kw))[2])
     assert main(["--checkpoint", str(checkpoint), "--data", str(eval_split), "--clips", "1", "--seconds", "0.64",
                  "--steps", "1", "--speeds", "0,1", "--speed-clips", "1", "--audio-cfg", "5", "--motion-cfg", "2",
                  "--overlap", "1", "--shared-noise", "--color-match", "video", "--json", str(json_out)]) == 0
     assert "| EMO (full) |" in capsys.readouterr().out
     assert settings_seen and all(s.shared_noise and s.overlap_frames == 1 for s in settings_seen)
+    # the three still-head runs get the still truth's face region, the sweep (2 speeds × with and
+    # without speed layers) one turning region for every request
+    clip = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]
+    assert len(masks_seen) == 3 + 4
+    assert all(torch.equal(m, clip.still_mask) for m in masks_seen[:3])
+    assert all(torch.equal(m, clip.turn_mask) for m in masks_seen[3:])
     written = json.loads(json_out.read_text())
     assert written["audio_cfg"] == 5.0 and written["motion_cfg"] == 2.0 and written["overlap"] == 1
     assert written["shared_noise"] is True and "overlap 1 frames, shared noise" in format_table(written)
@@ -200,10 +207,34 @@ def test_color_match_shifts_exactly_the_measured_frames(eval_split):
     pipeline = EMOPipeline(tiny_model(fps=25.0), tiny_vae(), load_audio_encoder(packaged_whisper_tiny_dir()))
     clip = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]
     clip = dataclasses.replace(clip, mouth=clip.mouth[:10])  # fewer frames measured than generated
-    plain = Runner(pipeline, SIZE, 25.0, 1, 0, 3.5).generate(clip, speed=0.0)
-    matched = Runner(pipeline, SIZE, 25.0, 1, 0, 3.5, color_match="video").generate(clip, speed=0.0)
+    plain = Runner(pipeline, SIZE, 25.0, 1, 0, 3.5).generate(clip, clip.still_mask, speed=0.0)
+    matched = Runner(pipeline, SIZE, 25.0, 1, 0, 3.5, color_match="video").generate(clip, clip.still_mask, speed=0.0)
     expected = match_color(torch.from_numpy(plain), torch.from_numpy(clip.reference), "video").numpy()
     assert len(plain) == 10 and not np.array_equal(plain, matched) and np.array_equal(matched, expected)
+
+
+def _mask_box(mask: torch.Tensor):
+    ys, xs = np.nonzero(mask.numpy())
+    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+
+
+def test_face_masks_are_the_face_regions_of_the_truths_scored(eval_split):
+    """The model centres the head in its Face Locator mask, so each run's mask must be the region of
+    the truth it is scored against: the still head's own face box, and for the sweep a region that
+    holds every pose a turning truth passes through, centred on the reference face."""
+    clip = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]
+    assert clip.max_roll == 15.0  # the generator's default --max-roll
+    still = face_geometry(clip.identity, SIZE, clip.roll, clip.dx, clip.dy)
+    assert np.allclose(_mask_box(clip.still_mask), still.face_box, atol=1.0)  # whole pixels
+    x0, y0, x1, y1 = _mask_box(clip.turn_mask)
+    for roll in (-clip.max_roll, clip.roll, clip.max_roll):
+        b = face_geometry(clip.identity, SIZE, roll, clip.dx, clip.dy).face_box
+        assert x0 <= b[0] + 1 and y0 <= b[1] + 1 and x1 >= b[2] - 1 and y1 >= b[3] - 1
+    assert clip.turn_mask.sum() > clip.still_mask.sum() and torch.all(clip.turn_mask >= clip.still_mask)
+    assert abs((x0 + x1) / 2 - still.centre[0]) <= 1.0  # a turn about the face centre stays centred on it
+    # a still truth's turning region is its own box
+    box = turning_region(clip.identity, 128, clip.dx, clip.dy, 0.0).numpy()
+    assert np.allclose(box, face_geometry(clip.identity, 128, 0.0, clip.dx, clip.dy).face_box, atol=1e-4)
 
 
 def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):

@@ -5,8 +5,14 @@
 
 `--data` is an eval split written by `python -m emo_model.synthetic.generate` (identities the model
 never saw, sentences it never heard). For each of the first `--clips` clips (one per identity first)
-the portrait is the clip's first frame at the model's resolution, the audio the clip's speech, and
-the Face Locator gets the clip's face region. Runs and what they measure (see measure.py):
+the portrait is the clip's first frame at the model's resolution and the audio the clip's speech.
+The Face Locator gets the face region of the truth each run is scored against, as the dataset defines
+it (the union of the truth's face boxes): for the still head, the reference frame's face box; for the
+speed sweep, the region its turning truths can reach (the head rolled over ±max_roll), one mask for
+every requested speed so that the mask cannot tell the speed. (Not the eval clip's own face_region:
+that spans the clip's own 4 s of motion, off-centre from the reference face by up to 2.2 px at 64²,
+and the model places the head by its mask: docs/demo-model/benchmark-face-region/.) Runs and what
+they measure (see measure.py):
 
 - still head (speed 0): lip sync = Pearson r between the mouth opening measured in the generated
   frames and the ground truth from the audio (the generator's mouth rule), averaged over clips;
@@ -72,7 +78,9 @@ class EvalClip:
     dx: float
     dy: float
     reference: np.ndarray       # uint8 [R, R, 3] at the model's resolution
-    face_mask: torch.Tensor     # [R, R]
+    still_mask: torch.Tensor    # [R, R] Face Locator mask of the still-head truth: the reference face box
+    turn_mask: torch.Tensor     # [R, R] ... of the speed sweep's truths: the head rolled over ±max_roll
+    max_roll: float             # the split's --max-roll: where the sweep's truths turn back
     waveform: torch.Tensor      # 16 kHz mono, `seconds` long
     mouth: np.ndarray           # ground-truth opening per frame [N]
 
@@ -99,6 +107,7 @@ def load_eval_clips(folder, resolution: int, count: int, seconds: float, fps: fl
     order = [c for j in range(max(len(v) for v in by_identity.values()))
              for v in by_identity.values() if j < len(v) for c in [v[j]]]  # one clip per identity first
     frames_needed = round(seconds * fps)
+    max_roll = float(load_index(folder)["options"]["synthetic"]["max_roll"])
     out = []
     for clip in order[:count]:
         if clip["num_frames"] < frames_needed:
@@ -108,16 +117,27 @@ def load_eval_clips(folder, resolution: int, count: int, seconds: float, fps: fl
         size = int(tensors["metadata"]["resolution"].split("x")[0])
         fields = dict(records[clip["id"]]["identity"])
         identity = Identity(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-        x0, y0, x1, y1 = tensors["face_boxes"][0].tolist()
+        box = tensors["face_boxes"][0].float()
+        x0, y0, x1, y1 = box.tolist()
+        dx, dy = (x0 + x1) / 2 / size - 0.5, (y0 + y1) / 2 / size - HEAD_Y
         first = read_clip_frames(folder, clip["id"], 0, 1)
         out.append(EvalClip(
             clip_id=clip["id"], identity=identity, source_size=size, roll=float(tensors["rotation"][0, 2]),
-            dx=(x0 + x1) / 2 / size - 0.5, dy=(y0 + y1) / 2 / size - HEAD_Y,
-            reference=_resize(first, resolution)[0],
-            face_mask=face_region_mask(tensors["face_region"].float(), size, size, resolution)[0],
+            dx=dx, dy=dy, reference=_resize(first, resolution)[0],
+            still_mask=face_region_mask(box, size, size, resolution)[0],
+            turn_mask=face_region_mask(turning_region(identity, size, dx, dy, max_roll), size, size, resolution)[0],
+            max_roll=max_roll,
             waveform=tensors["audio"].float()[:round(seconds * 16000)],
             mouth=tensors["mouth_open"].numpy()[:frames_needed].astype(np.float64)))
     return out
+
+
+def turning_region(identity: Identity, size: int, dx: float, dy: float, max_roll: float) -> torch.Tensor:
+    """Union of the face boxes (x0, y0, x1, y1 pixels at `size`) of the head at (dx, dy) over rolls
+    -max_roll .. +max_roll: the face region of any truth that turns within that range."""
+    boxes = np.array([face_geometry(identity, size, roll, dx, dy).face_box
+                      for roll in np.linspace(-max_roll, max_roll, 61)])
+    return torch.tensor([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
 
 
 def default_speeds(folder, count: int = 5) -> tuple[float, ...]:
@@ -142,10 +162,10 @@ def vae_reconstruction(codec, truth: np.ndarray, clip: EvalClip, color_match: st
     return frames.numpy()
 
 
-def constant_speed_renders(clip: EvalClip, speed: float, resolution: int, max_roll: float = 15.0) -> np.ndarray:
+def constant_speed_renders(clip: EvalClip, speed: float, resolution: int) -> np.ndarray:
     """Ground-truth head turning at `speed` degrees per frame from the reference pose, turning back at
-    ±max_roll (as the training clips do)."""
-    roll, direction, frames = clip.roll, 1.0, []
+    ±clip.max_roll (as the training clips do)."""
+    roll, direction, frames, max_roll = clip.roll, 1.0, [], clip.max_roll
     for m in clip.mouth:
         frames.append(render_face(clip.identity, clip.source_size, mouth_open=float(m), roll_deg=roll, dx=clip.dx,
                                   dy=clip.dy)[0])
@@ -187,15 +207,15 @@ class Runner:
         self.color_match = color_match
         self.seconds_per_frame: list[float] = []
 
-    def generate(self, clip: EvalClip, *, speed=None, audio_cfg: float | None = None, reuse_motion: bool = True,
-                 seed_offset: int = 0, timed: bool = False) -> np.ndarray:
+    def generate(self, clip: EvalClip, face_mask: torch.Tensor, *, speed=None, audio_cfg: float | None = None,
+                 reuse_motion: bool = True, seed_offset: int = 0, timed: bool = False) -> np.ndarray:
         settings = SamplerSettings(steps=self.steps, audio_cfg=self.audio_cfg if audio_cfg is None else audio_cfg,
                                    motion_cfg=self.motion_cfg, reuse_motion=reuse_motion,
                                    overlap_frames=self.overlap, shared_noise=self.shared_noise,
                                    seed=self.seed + seed_offset)
         started = time.perf_counter()
         video = self.pipeline(clip.reference, clip.waveform, fps=self.fps, height=self.resolution,
-                              width=self.resolution, face_mask=clip.face_mask, speed=speed, settings=settings)
+                              width=self.resolution, face_mask=face_mask, speed=speed, settings=settings)
         frames = video.frames[:len(clip.mouth)]
         if self.color_match is not None:  # on the frames measured, so that no cut-off frame moves the mean
             frames = match_color(frames, torch.from_numpy(clip.reference), self.color_match)
@@ -240,10 +260,10 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         log(f"[{i + 1}/{len(eval_clips)}] {clip.clip_id}: still head{ablation_runs}")
         measures = Measures(clip, resolution)
         truth = still_renders(clip, resolution)
-        runs = [("EMO (full)", runner.generate(clip, speed=0.0, timed=True), overlap)]
+        runs = [("EMO (full)", runner.generate(clip, clip.still_mask, speed=0.0, timed=True), overlap)]
         if ablations:  # (without motion reuse there is nothing to overlap: 0 held frames)
-            runs += [("no audio", runner.generate(clip, speed=0.0, audio_cfg=0.0), overlap),
-                     ("no motion frames", runner.generate(clip, speed=0.0, reuse_motion=False), 0)]
+            runs += [("no audio", runner.generate(clip, clip.still_mask, speed=0.0, audio_cfg=0.0), overlap),
+                     ("no motion frames", runner.generate(clip, clip.still_mask, speed=0.0, reuse_motion=False), 0)]
         ceiling = vae_reconstruction(pipeline.codec, truth, clip, color_match)
         add("ground truth renders", "lip_sync", measures.lip_sync(truth))
         add("VAE reconstruction (ceiling)", "psnr", psnr(ceiling, truth))
@@ -263,8 +283,9 @@ def run_benchmark(checkpoint, data, *, clips: int = 8, seconds: float = 2.0, ste
         for k, speed in enumerate(speeds):
             log(f"[speed {i + 1}/{min(speed_clips, len(eval_clips))}] {clip.clip_id}: {speed:g} deg/frame")
             sweeps["ground truth renders"].append((speed, measures.speed(constant_speed_renders(clip, speed, resolution))))
-            sweeps["EMO (full)"].append((speed, measures.speed(runner.generate(clip, speed=speed, seed_offset=k))))
-            sweeps["no speed layers"].append((speed, measures.speed(runner.generate(clip, speed=None, seed_offset=k))))
+            for row, request in (("EMO (full)", speed), ("no speed layers", None)):
+                frames = runner.generate(clip, clip.turn_mask, speed=request, seed_offset=k)
+                sweeps[row].append((speed, measures.speed(frames)))
 
     for row, values in acc.items():
         for key, items in values.items():
