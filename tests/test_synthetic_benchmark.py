@@ -219,7 +219,7 @@ def _mask_box(mask: torch.Tensor):
 
 
 def test_face_masks_are_the_face_regions_of_the_truths_scored(eval_split):
-    """The model centres the head in its Face Locator mask, so each run's mask must be the region of
+    """The model places the head by its Face Locator mask, so each run's mask must be the region of
     the truth it is scored against: the still head's own face box, and for the sweep a region that
     holds every pose a turning truth passes through, centred on the reference face."""
     clip = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]
