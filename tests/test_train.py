@@ -212,7 +212,7 @@ def test_config_files_and_errors(tmp_path):
     base = {"stage": 2, "data": ["d"], "output_dir": "o"}
     for bad, message in (({"stage": 4}, "stage"), ({"lr_rate": 1}, "unknown"), ({"mixed_precision": "fp8"}, "mixed"),
                          ({"trainable": ["audio", "eyes"]}, "trainable"), ({"noise": {"prediction_type": "x0"}}, "prediction"),
-                         ({"geometry": "sdxl"}, "geometry")):
+                         ({"geometry": "sdxl"}, "geometry"), ({"face_mask_span": "video"}, "face_mask_span")):
         with pytest.raises(ConfigError, match=message):
             TrainConfig.from_dict({**base, **bad})
 
@@ -274,7 +274,70 @@ def moving_face_dataset(tmp_path_factory):
 def train_data(cfg):
     e = cfg.emo_config()
     return TrainData(cfg.data, stage=cfg.stage, resolution=cfg.resolution, frames=e.frames_per_clip,
-                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim))
+                     motion_frames=e.motion_frames, audio_window=e.audio_window, audio_shape=(e.audio_layers, e.audio_dim),
+                     face_mask_span=cfg.face_mask_span, face_mask_widen=cfg.face_mask_widen)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("span", ["clip", "sample"])
+def test_face_mask_spans_the_clip_or_the_samples_own_frames(moving_face_dataset, stage, span):
+    data = train_data(config(moving_face_dataset, "unused", stage, face_mask_span=span))
+    window = data.motion_frames + data.frames
+    starts = set()
+    for seed in range(6):
+        batch = data.sample(1, torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)  # replay TrainData._one's draws: clip, then window start
+        _, start = torch.randint(2, (1,), generator=g), int(torch.randint(FRAMES - window + 1, (1,), generator=g))
+        starts.add(start)
+        rows, cols = torch.nonzero(batch.face_mask[0, 0], as_tuple=True)
+        # boxes (t, 12, t + 32, 52): the clip's union spans x 0 .. FRAMES + 31, the sample's start .. start + window + 31
+        first, last = (0, FRAMES + 30) if span == "clip" else (start, start + window + 30)
+        assert (rows.min(), rows.max(), cols.min(), cols.max()) == (12, 51, first, last)
+        assert batch.face_mask[0, 0].sum() == 40 * (last - first + 1)
+    assert len(starts) > 1  # the sample's mask was checked at several places
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_widened_masks_keep_their_centre_and_vary_in_size(moving_face_dataset, stage):
+    def mask_boxes(widen):
+        data = train_data(config(moving_face_dataset, "unused", stage, face_mask_span="sample", face_mask_widen=widen))
+        out = []
+        for seed in range(12):
+            batch = data.sample(1, torch.Generator().manual_seed(seed))
+            rows, cols = torch.nonzero(batch.face_mask[0, 0], as_tuple=True)
+            out.append((batch.target, (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)))
+        return out
+    widths, heights, centred, apart = set(), set(), 0, 0
+    for (target, box), (plain_target, plain) in zip(mask_boxes(1.6), mask_boxes(1.0)):
+        unclipped = box[0] > 0 and box[2] < SIZE and box[1] > 0 and box[3] < SIZE
+        ratios = [(box[a + 2] - box[a]) / (plain[a + 2] - plain[a]) for a in (0, 1)]
+        apart += unclipped and abs(ratios[0] - ratios[1]) > 0.1
+        assert torch.equal(target, plain_target)  # the widening draw comes after the sample's other draws
+        for axis, seen in ((0, widths), (1, heights)):
+            lo, hi, plo, phi = box[axis], box[axis + 2], plain[axis], plain[axis + 2]
+            assert lo <= plo and hi >= phi and hi - lo <= 1.6 * (phi - plo) + 2  # holds the head, at most 1.6x
+            if lo > 0 and hi < SIZE:  # not cut by the frame's edge: the same centre, to a pixel cell
+                assert abs((lo + hi) - (plo + phi)) <= 2
+                centred += 1
+            seen.add(hi - lo)
+    assert centred > 6 and len(widths) > 3 and len(heights) > 3 and apart > 0  # width and height drawn apart
+    with pytest.raises(ConfigError, match="face_mask_widen"):
+        config(moving_face_dataset, "unused", stage, face_mask_widen=0.5)
+
+
+def test_training_draws_masks_over_the_configured_span(moving_face_dataset, vae_checkpoint, tmp_path, monkeypatch):
+    import emo_model.train.trainer as trainer
+    made = []
+
+    class Recorded(TrainData):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append((self.face_mask_span, self.face_mask_widen))
+
+    monkeypatch.setattr(trainer, "TrainData", Recorded)
+    train(config(moving_face_dataset, tmp_path / "out", 1, vae=str(vae_checkpoint), max_steps=1,
+                 face_mask_span="sample", face_mask_widen=1.3))
+    assert made == [("sample", 1.3)]
 
 
 @pytest.mark.parametrize("stage", [1, 2])

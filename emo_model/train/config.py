@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import EMOConfig, UNetGeometry
 from ..errors import EMOError
+from .data import FACE_MASK_SPANS
 from .freeze import GROUPS
 
 GEOMETRIES = ("tiny", "sd15")
@@ -98,6 +99,13 @@ class TrainConfig:
     # Extra loss weight w on each frame's mouth region (data.MOUTH_REGION): elements weigh 1 + w x coverage,
     # not renormalised, so the loss reads higher than an unweighted run's (about 1.8x at w = 20 on the demo data).
     mouth_loss_weight: float = 0.0
+    # The Face Locator mask each sample gets: "clip", the union of the face boxes over its whole clip (the
+    # paper's M), or "sample", over the sample's own frames only (motion frames and targets; stage 1: its
+    # one target), which pins where the head is in these frames (see data.py).
+    face_mask_span: str = "clip"
+    # Widen each sample's mask box about its centre by factors drawn from 1..face_mask_widen (width and
+    # height apart): the mask then says where the head is, not how big (1 = off).
+    face_mask_widen: float = 1.0
     # Training clips kept in memory (MiB): their VAE latents (the demo data: about 50), or with hue_augment
     # their decoded uint8 frames (about 600); 0 = decode and encode every draw. Changes the speed, and the
     # latents in their last bits.
@@ -159,6 +167,9 @@ class TrainConfig:
         need(self.noise_offset >= 0, "noise_offset must be >= 0")
         need(self.min_snr_gamma is None or self.min_snr_gamma > 0, "min_snr_gamma must be > 0 or null")
         need(self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0")
+        need(self.face_mask_span in FACE_MASK_SPANS,
+             f"face_mask_span must be one of {FACE_MASK_SPANS}, got {self.face_mask_span!r}")
+        need(self.face_mask_widen >= 1, f"face_mask_widen must be >= 1 (1 = off), got {self.face_mask_widen!r}")
         need(self.frame_cache_mb >= 0, "frame_cache_mb must be >= 0 (0 turns the cache off)")
         self.emo_config()  # geometry, noise and clip lengths
 

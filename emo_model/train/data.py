@@ -7,9 +7,16 @@ identical to an uninterrupted one, with no data-loader state to save.
 Stage 1: one target frame, and a different random frame of the same clip as reference.
 Stages 2 and 3: n + f consecutive frames (the first n are motion frames), a reference frame from
 outside that window when the clip has one, the ±m audio-feature windows of the f generated frames,
-and (stage 3) the head speed of all n + f frames. Every sample has the clip's face region (the union
-of its face boxes) as a pixel mask for the Face Locator, and each target frame's mouth region (a
-fixed part of that frame's face box, `MOUTH_REGION`) for the trainer's optional mouth loss weight.
+and (stage 3) the head speed of all n + f frames. Every sample has a face region as a pixel mask for
+the Face Locator, the union of face boxes over `face_mask_span`: "clip", the whole clip's (its stored
+`face_region`, the paper's M), or "sample", the sample's own frames'. A clip's region spans all its
+head motion (seconds), so inside it the mask does not say where the head of these frames is; the
+sample's span does, and a model trained on it keeps the head where the user's mask puts it (and
+expects masks as tight as the face). `face_mask_widen` w > 1 widens each sample's box about its
+centre by a factor drawn from 1..w, for its width and its height apart, so that the mask's centre
+still says where the head is but its size no longer says how big the head is: users' masks are
+detector boxes scaled by hand, or a fallback guess, not the data's face boxes. Each target frame's mouth region (a fixed part of that frame's
+face box, `MOUTH_REGION`) is there for the trainer's optional mouth loss weight.
 Pixels are float 0..1, [.., 3, H, W].
 
 Decoding is the costly part of a draw at small sizes (a seek to the keyframe before each wanted frame,
@@ -44,6 +51,8 @@ from ..data import DatasetError, load_index, read_clip, read_clip_frames
 # the box height). Only the trainer's mouth loss weight uses it.
 MOUTH_REGION = (0.25, 0.6, 0.75, 0.95)
 
+FACE_MASK_SPANS = ("clip", "sample")
+
 
 @dataclass
 class Batch:
@@ -67,8 +76,13 @@ class FrameEncoder:
 class TrainData:
     def __init__(self, folders: list[str], *, stage: int, resolution: int, frames: int, motion_frames: int,
                  audio_window: int, audio_shape: tuple[int, int], frame_cache_mb: float = 0,
-                 encoder: FrameEncoder | None = None):
+                 encoder: FrameEncoder | None = None, face_mask_span: str = "clip", face_mask_widen: float = 1.0):
+        if face_mask_span not in FACE_MASK_SPANS:
+            raise ValueError(f"face_mask_span must be one of {FACE_MASK_SPANS}, got {face_mask_span!r}")
+        if not face_mask_widen >= 1:
+            raise ValueError(f"face_mask_widen must be >= 1, got {face_mask_widen!r}")
         self.stage, self.resolution, self.encoder = stage, resolution, encoder
+        self.face_mask_span, self.face_mask_widen = face_mask_span, face_mask_widen
         self.frames = 1 if stage == 1 else frames
         self.motion_frames = 0 if stage == 1 else motion_frames
         self.audio_window, self.audio_shape = audio_window, tuple(audio_shape)
@@ -113,7 +127,8 @@ class TrainData:
         reference = self._clip_frames(root, clip_id, reference_index, 1, total, height * width * 3)[0]
         targets = range(start + self.motion_frames, start + window)
         out = {"target": frames[self.motion_frames:], "reference": reference,
-               "face_mask": face_region_mask(tensors["face_region"], height, width, self.resolution),
+               "face_mask": face_region_mask(self._face_region(tensors, start, window, g), height, width,
+                                             self.resolution),
                "mouth_mask": torch.stack([face_region_mask(mouth_box(tensors["face_boxes"][i]), height, width,
                                                            self.resolution) for i in targets]),
                "motion": frames[:self.motion_frames] if self.motion_frames else None,
@@ -124,6 +139,18 @@ class TrainData:
         if self.stage == 3:
             out["speed"] = tensors["speed"][start:start + window].float()
         return out
+
+    def _face_region(self, tensors: dict, start: int, window: int, g: torch.Generator) -> torch.Tensor:
+        if self.face_mask_span == "clip":
+            box = tensors["face_region"].float()
+        else:
+            boxes = tensors["face_boxes"][start:start + window].float()
+            box = torch.stack([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
+        if self.face_mask_widen == 1:  # no draw: runs without widening keep their draws
+            return box
+        factors = 1 + (self.face_mask_widen - 1) * torch.rand(2, generator=g, dtype=torch.float64).float()
+        centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * factors
+        return torch.cat([centre - half, centre + half])
 
     def _read_tensors(self, root: str, clip_id: str) -> dict:
         clip = read_clip(root, clip_id)

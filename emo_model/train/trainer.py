@@ -85,7 +85,8 @@ def train(config: TrainConfig, *, resume: str | None = None,
     data = TrainData(config.data, stage=config.stage, resolution=config.resolution,
                      frames=emo_config.frames_per_clip, motion_frames=emo_config.motion_frames,
                      audio_window=emo_config.audio_window, audio_shape=(emo_config.audio_layers, emo_config.audio_dim),
-                     frame_cache_mb=config.frame_cache_mb, encoder=frame_encoder(codec, config))
+                     frame_cache_mb=config.frame_cache_mb, encoder=frame_encoder(codec, config),
+                     face_mask_span=config.face_mask_span, face_mask_widen=config.face_mask_widen)
     emo_config = dataclasses.replace(emo_config, fps=data.fps)
     checkpoint = _resume_point(out, resume)
 

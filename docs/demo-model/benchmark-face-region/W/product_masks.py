@@ -1,0 +1,44 @@
+"""Still heads with the masks users' workflows give the Face Locator (addendum 3 of DECISION_RULE):
+P1 fallback: the no-face fallback region times the Face Mask scale (a fresh machine: no MediaPipe);
+P2 detected: MediaPipe's box on the reference frame times the scale. Prints PSNR against the still
+truth and lip sync per clip, and means. Usage: product_masks.py DATA CLIPS SCALE CKPT..."""
+import sys, numpy as np, torch, torch.nn.functional as F
+from emo_model.synthetic import benchmark as B
+from emo_model.synthetic.measure import psnr
+from emo_model.audio import load_audio_encoder, packaged_whisper_tiny_dir
+from emo_model.checkpoint import load_checkpoint_vae, load_emo_model, training_resolution
+from emo_model.pipeline import EMOPipeline
+from emo_model.face import make_detector, detect_face_box, fallback_face_box, face_region_mask
+
+data, clips, scale, ckpts = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+encoder = load_audio_encoder(packaged_whisper_tiny_dir())
+detector = make_detector("mediapipe")
+
+
+def detected_box(reference: np.ndarray):
+    up = 256  # MediaPipe misses faces this small; the bundled portrait is 256 px too
+    x = torch.from_numpy(reference).permute(2, 0, 1)[None].float()
+    big = F.interpolate(x, size=(up, up), mode="bilinear", align_corners=False).clamp(0, 255).round()
+    box = detect_face_box(big[0].permute(1, 2, 0).byte().numpy(), detector)
+    k = reference.shape[0] / up
+    return type(box)(box.x0 * k, box.y0 * k, box.x1 * k, box.y1 * k, box.score)
+
+
+for ckpt in ckpts:
+    model = load_emo_model(ckpt)
+    pipe = EMOPipeline(model, load_checkpoint_vae(ckpt), encoder)
+    res = training_resolution(model, "diag")
+    runner = B.Runner(pipe, res, model.config.fps, 20, 0, 2.5, 0.5, 2, True, "video")
+    values = {"P1": [], "P2": []}
+    for clip in B.load_eval_clips(data, res, clips, 2.0, model.config.fps):
+        truth = B.still_renders(clip, res)
+        m = B.Measures(clip, res)
+        masks = {"P1": fallback_face_box(res, res), "P2": detected_box(clip.reference)}
+        for kind, box in masks.items():
+            mask = torch.from_numpy(face_region_mask(res, res, box, scale))
+            gen = runner.generate(clip, mask, speed=0.0)
+            values[kind].append((psnr(gen, truth), m.lip_sync(gen)))
+            print(ckpt, clip.clip_id, kind, "x%.2f" % scale, "PSNR %.2f dB, lip sync %.3f" % values[kind][-1],
+                  flush=True)
+    for kind, v in values.items():
+        print(ckpt, kind, "x%.2f" % scale, "mean PSNR %.2f, lip sync %.3f" % tuple(np.mean(v, axis=0)), flush=True)
