@@ -74,14 +74,16 @@ def test_no_face_gives_the_fallback_mask(skimage_detector, kind):
     rng = np.random.default_rng(0)
     image = np.full((384, 512, 3), 200, np.uint8) if kind == "blank" else rng.integers(0, 256, (384, 512, 3), np.uint8)
     assert skimage_detector.detect(image) == []
-    mask, box, found = face_mask_for_image(image, skimage_detector, scale=1.0)
+    mask, box, found = face_mask_for_image(image, skimage_detector, scale=1.5)
     assert not found and box == fallback_face_box(384, 512) and box.score == 0
     assert mask.shape == (384, 512) and mask.dtype == np.float32
-    np.testing.assert_array_equal(mask, face_region_mask(384, 512, box))
-    # central half of the width, 60 % of the height, centre a little above the middle
-    assert (box.x0, box.x1) == (128, 384)
-    assert box.height == pytest.approx(0.6 * 384) and box.center[1] < 384 / 2
+    np.testing.assert_array_equal(mask, face_region_mask(384, 512, box, 1.5))
+    # a face-sized guess (a third of the width, 40 % of the height, centre a little above the middle),
+    # scaled like a detected face: at the Face Mask node's default 1.5, the central 50 % x 60 %
+    assert box.width == pytest.approx(512 / 3) and box.height == pytest.approx(0.4 * 384)
+    assert box.center == pytest.approx((256, 0.45 * 384))
     assert mask.mean() == pytest.approx(0.5 * 0.6, abs=0.01)
+    assert face_mask_for_image(image, skimage_detector, scale=1.0)[0].mean() == pytest.approx(0.4 / 3, abs=0.01)
 
 
 def test_face_mask_for_a_portrait(skimage_detector, astronaut):

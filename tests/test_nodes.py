@@ -179,9 +179,10 @@ def test_face_mask_finds_the_face_and_scales_or_takes_a_user_mask(portrait):
 def test_no_face_gives_the_documented_fallback_and_a_warning(caplog):
     blank = torch.full((1, 128, 96, 3), 0.5)
     with caplog.at_level(logging.WARNING):
-        (mask,) = node("EMO_FaceMask").make(blank, "auto", 1.0)
+        default_scale = node("EMO_FaceMask").INPUT_TYPES()["required"]["scale"][1]["default"]
+        (mask,) = node("EMO_FaceMask").make(blank, "auto", default_scale)
     assert "no face found" in caplog.text
-    assert mask.shape == (1, 128, 96) and 0.2 < mask.mean() < 0.4  # central 50% x 60%
+    assert mask.shape == (1, 128, 96) and abs(mask.mean() - 0.5 * 0.6) < 0.02  # central 50% x 60%
 
 
 def test_reference_net_node_runs_referencenet_once_and_keeps_the_mask_on_the_face(emo, portrait):

@@ -14,9 +14,9 @@ import numpy as np
 from ..errors import InputError
 from .detectors import FaceBox, FaceDetector
 
-# Fallback region as fractions of the image: central 50 % of the width, 60 % of the height, its
-# centre at 45 % of the height (see fallback_face_box).
-FALLBACK_WIDTH, FALLBACK_HEIGHT, FALLBACK_CENTER_Y = 0.5, 0.6, 0.45
+# Fallback face box as fractions of the image: a third of the width, 40 % of the height, centred
+# horizontally and at 45 % of the height (see fallback_face_box).
+FALLBACK_WIDTH, FALLBACK_HEIGHT, FALLBACK_CENTER_Y = 1 / 3, 0.4, 0.45
 
 
 def detect_face_box(image: np.ndarray, detector: FaceDetector) -> FaceBox | None:
@@ -27,12 +27,12 @@ def detect_face_box(image: np.ndarray, detector: FaceDetector) -> FaceBox | None
 
 
 def fallback_face_box(height: int, width: int) -> FaceBox:
-    """The region used when no face is found: the central 50 % of the width by 60 % of the height,
-    centred at 45 % of the height (x 25–75 %, y 15–75 %), with score 0.
+    """The face box assumed when none is found: the central third of the width by 40 % of the
+    height, centred at 45 % of the height, with score 0.
 
-    In a head-and-shoulders portrait the head sits in the middle, slightly above centre; this box
-    covers it with room for motion, and is about as large as a detected face widened 1.5–2× (what
-    users pick for natural head movement) on a 512² portrait. It is a guess: callers should warn.
+    In a head-and-shoulders portrait the head sits in the middle, slightly above centre. It stands
+    for a detected face, so callers scale it as they scale one: at the Face Mask node's default 1.5
+    the region is the central 50 % × 60 % (x 25–75 %, y 15–75 %). It is a guess: callers should warn.
     """
     _check_size(height, width)
     cy = FALLBACK_CENTER_Y * height

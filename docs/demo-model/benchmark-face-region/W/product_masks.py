@@ -1,7 +1,8 @@
 """Still heads with the masks users' workflows give the Face Locator (addendum 3 of DECISION_RULE):
 P1 fallback: the no-face fallback region times the Face Mask scale (a fresh machine: no MediaPipe);
 P2 detected: MediaPipe's box on the reference frame times the scale. Prints PSNR against the still
-truth and lip sync per clip, and means. Usage: product_masks.py DATA CLIPS SCALE CKPT..."""
+truth and lip sync per clip, and means. Usage: product_masks.py DATA CLIPS SCALE CKPT... [--only P1|P2]
+P1 uses emo_model.face.fallback_face_box as the checkout defines it (see ../fallback/)."""
 import sys, numpy as np, torch, torch.nn.functional as F
 from emo_model.synthetic import benchmark as B
 from emo_model.synthetic.measure import psnr
@@ -10,7 +11,10 @@ from emo_model.checkpoint import load_checkpoint_vae, load_emo_model, training_r
 from emo_model.pipeline import EMOPipeline
 from emo_model.face import make_detector, detect_face_box, fallback_face_box, face_region_mask
 
-data, clips, scale, ckpts = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+args = sys.argv[1:]
+only = args[args.index("--only") + 1] if "--only" in args else None
+args = [a for i, a in enumerate(args) if a != "--only" and (i == 0 or args[i - 1] != "--only")]
+data, clips, scale, ckpts = args[0], int(args[1]), float(args[2]), args[3:]
 encoder = load_audio_encoder(packaged_whisper_tiny_dir())
 detector = make_detector("mediapipe")
 
@@ -29,13 +33,13 @@ for ckpt in ckpts:
     pipe = EMOPipeline(model, load_checkpoint_vae(ckpt), encoder)
     res = training_resolution(model, "diag")
     runner = B.Runner(pipe, res, model.config.fps, 20, 0, 2.5, 0.5, 2, True, "video")
-    values = {"P1": [], "P2": []}
+    values = {k: [] for k in ("P1", "P2") if only in (None, k)}
     for clip in B.load_eval_clips(data, res, clips, 2.0, model.config.fps):
         truth = B.still_renders(clip, res)
         m = B.Measures(clip, res)
-        masks = {"P1": fallback_face_box(res, res), "P2": detected_box(clip.reference)}
-        for kind, box in masks.items():
-            mask = torch.from_numpy(face_region_mask(res, res, box, scale))
+        masks = {"P1": lambda: fallback_face_box(res, res), "P2": lambda: detected_box(clip.reference)}
+        for kind in values:
+            mask = torch.from_numpy(face_region_mask(res, res, masks[kind](), scale))
             gen = runner.generate(clip, mask, speed=0.0)
             values[kind].append((psnr(gen, truth), m.lip_sync(gen)))
             print(ckpt, clip.clip_id, kind, "x%.2f" % scale, "PSNR %.2f dB, lip sync %.3f" % values[kind][-1],
