@@ -102,3 +102,23 @@ def test_command_prints_the_table_and_writes_json(dataset, tmp_path, capsys):
     save_emo_checkpoint(tiny_model(**CLIP), bare, vae=tiny_vae())
     assert main(["--checkpoint", str(bare), "--data", str(dataset)]) == 2
     assert "training_resolution" in capsys.readouterr().err
+
+
+def test_command_draws_masks_as_the_model_was_trained(dataset, tmp_path, monkeypatch, capsys):
+    import emo_model.train.reliance as reliance
+    made = []
+
+    class Recorded(reliance.TrainData):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append((self.face_mask_span, self.face_mask_widen))
+
+    monkeypatch.setattr(reliance, "TrainData", Recorded)
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_emo_checkpoint(tiny_model(**CLIP), checkpoint, vae=tiny_vae(), metadata={"training_resolution": str(SIZE)})
+    common = ["--checkpoint", str(checkpoint), "--data", str(dataset), "--samples", "1", "--timesteps", "999"]
+    assert main(common) == 0 and main(common + ["--face-mask-span", "sample", "--face-mask-widen", "1.6"]) == 0
+    assert made == [("clip", 1.0), ("sample", 1.6)]
+    with pytest.raises(SystemExit):
+        main(common + ["--face-mask-widen", "0.5"])
+    assert "face-mask-widen" in capsys.readouterr().err

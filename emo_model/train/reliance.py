@@ -28,7 +28,7 @@ import torch
 from ..checkpoint import load_emo_model, training_resolution
 from ..cli import report
 from ..vae import LatentCodec
-from .data import TrainData
+from .data import FACE_MASK_SPANS, TrainData
 from .objective import Objective
 from .setup import load_any_vae
 
@@ -112,9 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=None, help="default: the checkpoint's training resolution")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--timesteps", default=",".join(map(str, TIMESTEPS)))
+    parser.add_argument("--face-mask-span", choices=FACE_MASK_SPANS, default="clip",
+                        help="the Face Locator masks the samples get, as the model was trained (its face_mask_span)")
+    parser.add_argument("--face-mask-widen", type=float, default=1.0,
+                        help="... and its face_mask_widen (1 = off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
+    if not args.face_mask_widen >= 1:
+        parser.error(f"--face-mask-widen must be >= 1 (1 = off), got {args.face_mask_widen}")
     return report(lambda: run(args), format_table, args.json)
 
 
@@ -125,7 +131,8 @@ def run(args) -> dict:
     c = model.config
     resolution = args.resolution or training_resolution(model, "the reliance probe (or pass --resolution)")
     data = TrainData(args.data, stage=3, resolution=resolution, frames=c.frames_per_clip, motion_frames=c.motion_frames,
-                     audio_window=c.audio_window, audio_shape=(c.audio_layers, c.audio_dim))
+                     audio_window=c.audio_window, audio_shape=(c.audio_layers, c.audio_dim),
+                     face_mask_span=args.face_mask_span, face_mask_widen=args.face_mask_widen)
     samples = draw_samples(data, LatentCodec(vae), args.samples, args.seed)
     timesteps = tuple(int(t) for t in args.timesteps.split(","))
     return measure_reliance(model, samples, Objective(c.noise), timesteps, args.seed)
