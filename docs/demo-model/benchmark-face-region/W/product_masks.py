@@ -1,7 +1,8 @@
 """Still heads with the masks users' workflows give the Face Locator (addendum 3 of DECISION_RULE):
 P1 fallback: the no-face fallback region times the Face Mask scale (a fresh machine: no MediaPipe);
 P2 detected: MediaPipe's box on the reference frame times the scale. Prints PSNR against the still
-truth and lip sync per clip, and means. Usage: product_masks.py DATA CLIPS SCALE CKPT... [--only P1|P2]
+truth and lip sync per clip, and means.
+Usage: product_masks.py DATA CLIPS SCALE CKPT... [--only P1|P2] [--raise-p2 PX]
 P1 uses emo_model.face.fallback_face_box as the checkout defines it (see ../fallback/)."""
 import sys, numpy as np, torch, torch.nn.functional as F
 from emo_model.synthetic import benchmark as B
@@ -13,7 +14,11 @@ from emo_model.face import make_detector, detect_face_box, fallback_face_box, fa
 
 args = sys.argv[1:]
 only = args[args.index("--only") + 1] if "--only" in args else None
-args = [a for i, a in enumerate(args) if a != "--only" and (i == 0 or args[i - 1] != "--only")]
+# --raise-p2 PX: a diagnostic, not a product mask: P2's box moved up by PX pixels at 128 (boxfit.log's
+# median offset between MediaPipe's and the renderer's box centres is 4.3)
+raise_p2 = float(args[args.index("--raise-p2") + 1]) if "--raise-p2" in args else 0.0
+args = [a for i, a in enumerate(args) if a not in ("--only", "--raise-p2")
+        and (i == 0 or args[i - 1] not in ("--only", "--raise-p2"))]
 data, clips, scale, ckpts = args[0], int(args[1]), float(args[2]), args[3:]
 encoder = load_audio_encoder(packaged_whisper_tiny_dir())
 detector = make_detector("mediapipe")
@@ -24,8 +29,8 @@ def detected_box(reference: np.ndarray):
     x = torch.from_numpy(reference).permute(2, 0, 1)[None].float()
     big = F.interpolate(x, size=(up, up), mode="bilinear", align_corners=False).clamp(0, 255).round()
     box = detect_face_box(big[0].permute(1, 2, 0).byte().numpy(), detector)
-    k = reference.shape[0] / up
-    return type(box)(box.x0 * k, box.y0 * k, box.x1 * k, box.y1 * k, box.score)
+    k, dy = reference.shape[0] / up, raise_p2 * reference.shape[0] / 128
+    return type(box)(box.x0 * k, box.y0 * k - dy, box.x1 * k, box.y1 * k - dy, box.score)
 
 
 for ckpt in ckpts:
