@@ -15,8 +15,9 @@ sample's span does, and a model trained on it keeps the head where the user's ma
 expects masks as tight as the face). `face_mask_widen` w > 1 widens each sample's box about its
 centre by a factor drawn from 1..w, for its width and its height apart, so that the mask's centre
 still says where the head is but its size no longer says how big the head is: users' masks are
-detector boxes scaled by hand, or a fallback guess, not the data's face boxes. Each target frame's mouth region (a fixed part of that frame's
-face box, `MOUTH_REGION`) is there for the trainer's optional mouth loss weight.
+detector boxes scaled by hand, or a fallback guess, not the data's face boxes. Each target frame's
+mouth region (a fixed part of that frame's face box, `MOUTH_REGION`) is there for the trainer's
+optional mouth loss weight.
 Pixels are float 0..1, [.., 3, H, W].
 
 Decoding is the costly part of a draw at small sizes (a seek to the keyframe before each wanted frame,
