@@ -16,7 +16,7 @@ from emo_model.pipeline import EMOPipeline
 from emo_model.synthetic import identity_from_seed, render_face
 from emo_model.color import match_color
 from emo_model.synthetic.benchmark import (Runner, default_speeds, format_table, load_eval_clips, main, run_benchmark,
-                                           turning_region)
+                                           still_renders, turning_region)
 from emo_model.synthetic.compare import compare
 from emo_model.synthetic.generate import generate_dataset
 from emo_model.synthetic.measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
@@ -88,6 +88,17 @@ def eval_split(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     generate_dataset(out, identities=1, clips_per_identity=1, seconds=1.0, resolution=64, holdout_identities=1,
                      voices=["en-us"], encoder=load_audio_encoder(packaged_whisper_tiny_dir()))
+    return out / "eval"
+
+
+@pytest.fixture(scope="module")
+def detector_eval_split(tmp_path_factory):
+    """The same split with the boxes a face detector gives (generate --face-box detector)."""
+    if shutil.which("espeak-ng") is None or packaged_whisper_tiny_dir() is None:
+        pytest.skip("needs espeak-ng and the packaged Whisper tiny.en")
+    out = tmp_path_factory.mktemp("bench_detector")
+    generate_dataset(out, identities=1, clips_per_identity=1, seconds=1.0, resolution=64, holdout_identities=1,
+                     voices=["en-us"], encoder=load_audio_encoder(packaged_whisper_tiny_dir()), face_box="detector")
     return out / "eval"
 
 
@@ -235,6 +246,23 @@ def test_face_masks_are_the_face_regions_of_the_truths_scored(eval_split):
     # a still truth's turning region is its own box
     box = turning_region(clip.identity, 128, clip.dx, clip.dy, 0.0).numpy()
     assert np.allclose(box, face_geometry(clip.identity, 128, 0.0, clip.dx, clip.dy).face_box, atol=1e-4)
+
+
+def test_detector_box_splits_score_the_same_truth_with_their_own_boxes(eval_split, detector_eval_split):
+    """A split with detector boxes places its truths as the ellipse split does (the boxes' centres
+    differ, the heads do not) and gives the Face Locator boxes of its own kind."""
+    ellipse = load_eval_clips(eval_split, SIZE, 1, 0.64, 25.0)[0]
+    clip = load_eval_clips(detector_eval_split, SIZE, 1, 0.64, 25.0)[0]
+    assert (clip.roll, clip.dx, clip.dy) == pytest.approx((ellipse.roll, ellipse.dx, ellipse.dy), abs=1e-6)
+    assert np.array_equal(still_renders(clip, SIZE), still_renders(ellipse, SIZE))
+    still = face_geometry(clip.identity, SIZE, clip.roll, clip.dx, clip.dy)
+    assert np.allclose(_mask_box(clip.still_mask), still.detector_box, atol=1.0)
+    assert not np.allclose(_mask_box(clip.still_mask), still.face_box, atol=1.0)
+    x0, y0, x1, y1 = _mask_box(clip.turn_mask)
+    for roll in (-clip.max_roll, clip.max_roll):
+        b = face_geometry(clip.identity, SIZE, roll, clip.dx, clip.dy).detector_box
+        assert x0 <= b[0] + 1 and y0 <= b[1] + 1 and x1 >= b[2] - 1 and y1 >= b[3] - 1
+    assert not torch.equal(clip.turn_mask, ellipse.turn_mask)
 
 
 def test_default_speed_sweep_spans_the_splits_speed_range(eval_split):

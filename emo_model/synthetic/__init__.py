@@ -2,7 +2,7 @@
 
     python -m emo_model.synthetic.generate OUT_DIR [--identities 16] [--clips-per-identity 4]
         [--seconds 4] [--fps 25] [--resolution 128] [--seed 0] [--holdout-identities 2]
-        [--max-speed 1.0] [--audio DIR] [--audio-encoder PATH]
+        [--max-speed 1.0] [--audio DIR] [--audio-encoder PATH] [--face-box ellipse|detector]
 
 Writes OUT_DIR/train (and OUT_DIR/eval with held-out identities and sentences) with the same
 writers as `emo_model.data.prepare`; clips carry two extra tensors, `mouth_open` [T] (the mouth rule

@@ -64,7 +64,7 @@ from ..sampler import SamplerSettings, clip_plan
 from ..train.data import face_region_mask
 from .identity import Identity
 from .measure import frame_changes, head_roll, head_speed, mouth_opening, psnr, ssim
-from .render import HEAD_Y, face_geometry, render_face
+from .render import box_of, face_geometry, placement_from_box, render_face
 
 TARGETS = {"lip_sync": 0.8, "identity_gap_db": 2.0, "continuity": 1.3, "speed_spearman": 0.9}
 
@@ -107,7 +107,9 @@ def load_eval_clips(folder, resolution: int, count: int, seconds: float, fps: fl
     order = [c for j in range(max(len(v) for v in by_identity.values()))
              for v in by_identity.values() if j < len(v) for c in [v[j]]]  # one clip per identity first
     frames_needed = round(seconds * fps)
-    max_roll = float(load_index(folder)["options"]["synthetic"]["max_roll"])
+    synthetic = load_index(folder)["options"]["synthetic"]
+    max_roll = float(synthetic["max_roll"])
+    box_kind = synthetic.get("face_box", "ellipse")  # splits made before the option have ellipse boxes
     out = []
     for clip in order[:count]:
         if clip["num_frames"] < frames_needed:
@@ -118,24 +120,26 @@ def load_eval_clips(folder, resolution: int, count: int, seconds: float, fps: fl
         fields = dict(records[clip["id"]]["identity"])
         identity = Identity(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
         box = tensors["face_boxes"][0].float()
-        x0, y0, x1, y1 = box.tolist()
-        dx, dy = (x0 + x1) / 2 / size - 0.5, (y0 + y1) / 2 / size - HEAD_Y
+        roll = float(tensors["rotation"][0, 2])
+        dx, dy = placement_from_box(identity, size, box.tolist(), roll, box_kind)
         first = read_clip_frames(folder, clip["id"], 0, 1)
         out.append(EvalClip(
-            clip_id=clip["id"], identity=identity, source_size=size, roll=float(tensors["rotation"][0, 2]),
+            clip_id=clip["id"], identity=identity, source_size=size, roll=roll,
             dx=dx, dy=dy, reference=_resize(first, resolution)[0],
             still_mask=face_region_mask(box, size, size, resolution)[0],
-            turn_mask=face_region_mask(turning_region(identity, size, dx, dy, max_roll), size, size, resolution)[0],
+            turn_mask=face_region_mask(turning_region(identity, size, dx, dy, max_roll, box_kind), size, size,
+                                       resolution)[0],
             max_roll=max_roll,
             waveform=tensors["audio"].float()[:round(seconds * 16000)],
             mouth=tensors["mouth_open"].numpy()[:frames_needed].astype(np.float64)))
     return out
 
 
-def turning_region(identity: Identity, size: int, dx: float, dy: float, max_roll: float) -> torch.Tensor:
-    """Union of the face boxes (x0, y0, x1, y1 pixels at `size`) of the head at (dx, dy) over rolls
-    -max_roll .. +max_roll: the face region of any truth that turns within that range."""
-    boxes = np.array([face_geometry(identity, size, roll, dx, dy).face_box
+def turning_region(identity: Identity, size: int, dx: float, dy: float, max_roll: float,
+                   box_kind: str = "ellipse") -> torch.Tensor:
+    """Union of the face boxes of `box_kind` (x0, y0, x1, y1 pixels at `size`) of the head at (dx, dy)
+    over rolls -max_roll .. +max_roll: the face region of any truth that turns within that range."""
+    boxes = np.array([box_of(face_geometry(identity, size, roll, dx, dy), box_kind)
                       for roll in np.linspace(-max_roll, max_roll, 61)])
     return torch.tensor([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
 

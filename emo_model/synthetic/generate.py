@@ -7,7 +7,12 @@ writes real clips (same tensors, metadata keys and index layout), plus per clip 
 
 Determinism: identity k of a split comes from SeedSequence([seed, 1, split, k]); clip j of identity k
 from SeedSequence([seed, 2, split, k, j]) (voice, sentence, rate, pitch, lead-in, motion, blinks).
-The same seed and options give bitwise-identical frames and tensors. Held-out identities come from
+The same seed and options give bitwise-identical frames and tensors.
+
+Face boxes (`face_box`): "ellipse", the exact box of the rotated face ellipse, or "detector", the box
+MediaPipe's face detector gives on these faces (`render.DETECTOR_SIDE` / `DETECTOR_DROP`): the kind
+of box `emo_model.data.prepare` keeps for real videos and the Face Mask node gives at inference. The
+choice changes only `face_boxes` and `face_region`. Held-out identities come from
 another seed stream than training ones, and the eval split speaks only held-out sentences (or, with
 --audio, held-out files). A rerun skips clips whose .safetensors exists (resume).
 """
@@ -35,6 +40,7 @@ from .speech import (DEFAULT_VOICES, SAMPLE_RATE, espeak_binary, fit, mouth_curv
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".mp4", ".mkv", ".mov", ".webm"}
 SPLITS = {"train": 0, "eval": 1}
+FACE_BOXES = ("ellipse", "detector")
 GAP_SECONDS = 0.25  # silence between consecutive sentences when one is too short for the clip
 
 
@@ -126,7 +132,8 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
                      fps: float = 25.0, resolution: int = 128, seed: int = 0, holdout_identities: int = 0,
                      clips_per_holdout_identity: int | None = None, max_speed: float = 1.0, max_roll: float = 15.0,
                      voices=DEFAULT_VOICES, audio_files=None, encoder: AudioEncoder | None = None,
-                     audio_encoder: str | None = None, progress: bool = False) -> GenerateReport:
+                     audio_encoder: str | None = None, face_box: str = "ellipse", progress: bool = False
+                     ) -> GenerateReport:
     """Write (or resume) OUT_DIR/train and, if holdout_identities > 0, OUT_DIR/eval. See the module docstring.
 
     `audio_files`: paths of speech to use instead of espeak-ng. `encoder`: a ready AudioEncoder (else
@@ -137,6 +144,8 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
     if not (fps > 0 and seconds > 0 and resolution >= 64 and resolution % 8 == 0 and max_speed >= 0):
         raise InputError(f"need fps > 0, seconds > 0, max-speed >= 0 and a resolution >= 64 in multiples of 8, "
                          f"got fps={fps}, seconds={seconds}, max_speed={max_speed}, resolution={resolution}")
+    if face_box not in FACE_BOXES:
+        raise InputError(f"face_box must be one of {FACE_BOXES}, got {face_box!r}")
     num_frames = round(seconds * fps)
     if num_frames < 2:
         raise InputError(f"{seconds} s at {fps} fps is fewer than 2 frames.")
@@ -146,7 +155,7 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
         "whisper-tiny.en" if encoder is None else type(encoder).__name__)
     options = {"fps": fps, "resolution": f"{resolution}x{resolution}", "min_seconds": seconds, "max_seconds": seconds,
                "face_scale": 1.0, "audio_encoder": encoder_name,
-               "synthetic": {"seed": seed, "max_speed": max_speed, "max_roll": max_roll,
+               "synthetic": {"seed": seed, "max_speed": max_speed, "max_roll": max_roll, "face_box": face_box,
                              "voices": [f"{v}:{l}" for v, l in voices] if audio_files is None else None,
                              "audio_files": [str(p) for p in sorted(Path(f) for f in audio_files)] if audio_files else None}}
     out_dir = Path(out_dir)
@@ -185,7 +194,8 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
                 if not clip_done(root, clip_id) or clip_id not in records:
                     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, SPLITS[split], k, j]))
                     records[clip_id] = _make_clip(root, clip_id, source, identity, rng, speech, split, encoder,
-                                                  encoder_name, num_frames, fps, resolution, max_speed, max_roll)
+                                                  encoder_name, num_frames, fps, resolution, max_speed, max_roll,
+                                                  face_box)
                     report.computed += 1
                 entries.append({"id": clip_id, "source": source, "start_seconds": 0.0, "num_frames": num_frames,
                                 "seconds": num_frames / fps})
@@ -198,25 +208,25 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
     return report
 
 
-def render_clip(identity, mouth, eyes, motion, resolution):
-    """Frames uint8 [T, R, R, 3] and exact face boxes float32 [T, 4]."""
+def render_clip(identity, mouth, eyes, motion, resolution, face_box: str = "ellipse"):
+    """Frames uint8 [T, R, R, 3] and face boxes float32 [T, 4] of the kind `face_box` names."""
     frames, boxes = [], []
     for t in range(len(mouth)):
         frame, geometry = render_face(identity, resolution, mouth_open=float(mouth[t]), eyes_open=float(eyes[t]),
                                       roll_deg=float(motion.roll[t]), dx=float(motion.dx[t]), dy=float(motion.dy[t]))
         frames.append(frame)
-        boxes.append(geometry.face_box)
+        boxes.append(geometry.face_box if face_box == "ellipse" else geometry.detector_box)
     return np.stack(frames), np.asarray(boxes, dtype=np.float32)
 
 
 def _make_clip(root, clip_id, source, identity, rng, speech, split, encoder, encoder_name, num_frames, fps,
-               resolution, max_speed, max_roll) -> dict:
+               resolution, max_speed, max_roll, face_box) -> dict:
     n = round(num_frames / fps * SAMPLE_RATE)
     audio, said = speech.clip(split, rng, n)
     mouth = mouth_curve(audio.numpy(), fps, num_frames)
     motion = head_motion(num_frames, fps, rng, max_speed=max_speed, max_roll=max_roll)
     eyes = blinks(num_frames, fps, rng).astype(np.float32)
-    frames, boxes = render_clip(identity, mouth, eyes, motion, resolution)
+    frames, boxes = render_clip(identity, mouth, eyes, motion, resolution, face_box)
     region = np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()], np.float32)
     rotation = np.stack([np.zeros(num_frames), np.zeros(num_frames), motion.roll], axis=1).astype(np.float32)
     features = encoder.encode_to_frames(audio, fps, num_frames).half()
@@ -265,6 +275,8 @@ def main(argv=None) -> int:
                              "en, de, fr, es); default: a mix of English, German, French and Spanish voices")
     parser.add_argument("--audio", default=None, help="folder of speech files to use instead of espeak-ng")
     parser.add_argument("--audio-encoder", default=None, help="Whisper/wav2vec2 folder (default: packaged Whisper tiny.en)")
+    parser.add_argument("--face-box", default="ellipse", choices=FACE_BOXES,
+                        help="face boxes: the face ellipse's exact box, or the box a face detector gives for it")
     args = parser.parse_args(argv)
     try:
         report = generate_dataset(
@@ -273,7 +285,7 @@ def main(argv=None) -> int:
             clips_per_holdout_identity=args.clips_per_holdout_identity, max_speed=args.max_speed,
             voices=args.voices.split(",") if args.voices else DEFAULT_VOICES,
             audio_files=_audio_dir(args.audio) if args.audio else None, audio_encoder=args.audio_encoder,
-            progress=True)
+            face_box=args.face_box, progress=True)
     except EMOError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

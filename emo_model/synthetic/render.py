@@ -4,7 +4,8 @@ Coordinates: x right, y down, in output pixels. The head (face, hair, eyes, mout
 own layer and rotated in-plane by `roll_deg` (counter-clockwise as seen in the image) about the
 centre of the face ellipse; the whole figure (head and shoulders) is shifted by (dx, dy) in fractions
 of the frame side. Because the geometry is known, `render_face` also returns the exact face box (the
-bounding box of the rotated face ellipse) and the box the mouth can occupy.
+bounding box of the rotated face ellipse), the box a face detector gives for it, and the box the mouth
+can occupy.
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ HEAD_Y = 0.46           # face centre, fraction of the frame height (before dy)
 MOUTH_Y = 0.5           # mouth centre below the face centre, fraction of the face half-height
 MOUTH_OPEN = 0.2        # mouth half-height when fully open, fraction of the face half-height
 EYE_Y = -0.15           # eye line, fraction of the face half-height (negative: above the centre)
+# The square box MediaPipe's face detector puts on these faces, as a function of the face ellipse's
+# half-width a and half-height b: it sees the face under the fringe, so its box is lower than the
+# ellipse's. Fit on 554 frames of the demo data (128 px, rolls within ±15°): rms 1.9 px on the side
+# and 1.1 px on the centre (docs/demo-model/benchmark-face-region/DJ/).
+DETECTOR_SIDE = (0.43, 1.31)    # side = 0.43 a + 1.31 b
+DETECTOR_DROP = (0.03, 0.13)    # centre this far below the ellipse's, along the face's axis
 MOUTH_INTERIOR = (38, 10, 16)
 DARK = (30, 22, 22)
 
@@ -29,6 +36,7 @@ DARK = (30, 22, 22)
 @dataclass(frozen=True)
 class Geometry:
     face_box: tuple[float, float, float, float]   # x0, y0, x1, y1 of the rotated face ellipse
+    detector_box: tuple[float, float, float, float]  # a face detector's box for it (DETECTOR_SIDE/DROP)
     mouth_box: tuple[float, float, float, float]  # where the fully open mouth lies (rotated, axis-aligned)
     centre: tuple[float, float]                   # face centre
 
@@ -45,7 +53,27 @@ def face_geometry(identity: Identity, size: int, roll_deg: float = 0.0, dx: floa
     mx_c, my_c = cx + my * s, cy + my * c
     mw, mh = identity.mouth_width * a, MOUTH_OPEN * b
     ex, ey = mw * abs(c) + mh * abs(s), mw * abs(s) + mh * abs(c)
-    return Geometry((cx - hx, cy - hy, cx + hx, cy + hy), (mx_c - ex, my_c - ey, mx_c + ex, my_c + ey), (cx, cy))
+    half = (DETECTOR_SIDE[0] * a + DETECTOR_SIDE[1] * b) / 2
+    drop = DETECTOR_DROP[0] * a + DETECTOR_DROP[1] * b
+    dcx, dcy = cx + drop * s, cy + drop * c
+    return Geometry((cx - hx, cy - hy, cx + hx, cy + hy), (dcx - half, dcy - half, dcx + half, dcy + half),
+                    (mx_c - ex, my_c - ey, mx_c + ex, my_c + ey), (cx, cy))
+
+
+def box_of(geometry: Geometry, kind: str) -> tuple[float, float, float, float]:
+    """The face box of a kind the generator writes: "ellipse" (exact) or "detector"."""
+    if kind not in ("ellipse", "detector"):
+        raise ValueError(f"face box kind must be 'ellipse' or 'detector', got {kind!r}")
+    return geometry.face_box if kind == "ellipse" else geometry.detector_box
+
+
+def placement_from_box(identity: Identity, size: int, box, roll_deg: float, kind: str) -> tuple[float, float]:
+    """(dx, dy) of a head whose face box of `kind` is `box` (pixels at `size`) at roll `roll_deg`: the
+    inverse of face_geometry's placement, for reading a clip's pose back from its data."""
+    g = face_geometry(identity, size, roll_deg)
+    x0, y0, x1, y1 = box_of(g, kind)
+    bx, by = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return (bx - (x0 + x1) / 2) / size, (by - (y0 + y1) / 2) / size
 
 
 @lru_cache(maxsize=32)
