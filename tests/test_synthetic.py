@@ -313,3 +313,12 @@ def test_face_box_kind_is_checked_and_resume_needs_the_same(runs, encoder):
         _gen(tmp / "e", encoder, face_box="mediapipe")
     with pytest.raises(DatasetError, match="other options"):
         _gen(tmp / "a", encoder, face_box="detector")
+    # a split written before the option (no face_box in its options) has ellipse boxes and resumes
+    shutil.copytree(tmp / "a", tmp / "old")
+    for split in ("train", "eval"):
+        path = tmp / "old" / split / "index.json"
+        index = json.loads(path.read_text())
+        del index["options"]["synthetic"]["face_box"]
+        path.write_text(json.dumps(index))
+    assert _gen(tmp / "old", encoder).computed == 0
+    assert load_index(tmp / "old" / "train")["options"]["synthetic"]["face_box"] == "ellipse"

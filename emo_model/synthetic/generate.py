@@ -7,14 +7,14 @@ writes real clips (same tensors, metadata keys and index layout), plus per clip 
 
 Determinism: identity k of a split comes from SeedSequence([seed, 1, split, k]); clip j of identity k
 from SeedSequence([seed, 2, split, k, j]) (voice, sentence, rate, pitch, lead-in, motion, blinks).
-The same seed and options give bitwise-identical frames and tensors.
+The same seed and options give bitwise-identical frames and tensors. Held-out identities come from
+another seed stream than training ones, and the eval split speaks only held-out sentences (or, with
+--audio, held-out files). A rerun skips clips whose .safetensors exists (resume).
 
 Face boxes (`face_box`): "ellipse", the exact box of the rotated face ellipse, or "detector", the box
 MediaPipe's face detector gives on these faces (`render.DETECTOR_SIDE` / `DETECTOR_DROP`): the kind
 of box `emo_model.data.prepare` keeps for real videos and the Face Mask node gives at inference. The
-choice changes only `face_boxes` and `face_region`. Held-out identities come from
-another seed stream than training ones, and the eval split speaks only held-out sentences (or, with
---audio, held-out files). A rerun skips clips whose .safetensors exists (resume).
+choice changes only `face_boxes` and `face_region`.
 """
 from __future__ import annotations
 
@@ -164,6 +164,9 @@ def generate_dataset(out_dir, *, identities: int = 16, clips_per_identity: int =
         plan["eval"] = (holdout_identities, clips_per_holdout_identity or clips_per_identity)
     for split in plan:
         previous = read_index(out_dir / split) or {}
+        before = (previous.get("options") or {}).get("synthetic")
+        if isinstance(before, dict):
+            before.setdefault("face_box", "ellipse")  # splits written before the option have ellipse boxes
         if previous and previous.get("options") != options:
             raise DatasetError(f"{out_dir / split} was generated with other options ({previous.get('options')}); "
                                f"now {options}. Use a new output folder, or the same options to resume.")
