@@ -49,7 +49,8 @@ from ..data import DatasetError, load_index, read_clip, read_clip_frames
 # Where the mouth lies in a face box, as fractions (x0, y0, x1, y1) of its width and height: the lower
 # middle of the face. The data keeps face boxes, not lip landmarks, so this is a fixed prior (it holds
 # for detector boxes of frontal faces and for the synthetic faces, whose mouth spans 0.65..0.85 of
-# the box height). Only the trainer's mouth loss weight uses it.
+# the height of their ellipse boxes and about 0.6..0.83 of their detector boxes). Only the trainer's
+# mouth loss weight uses it.
 MOUTH_REGION = (0.25, 0.6, 0.75, 0.95)
 
 FACE_MASK_SPANS = ("clip", "sample")
