@@ -81,25 +81,24 @@ def test_frame_change_psnr_and_ssim():
         frame_changes(frames[:3], 4)
 
 
-@pytest.fixture(scope="module")
-def eval_split(tmp_path_factory):
+def _make_eval_split(tmp_path_factory, face_box: str):
     if shutil.which("espeak-ng") is None or packaged_whisper_tiny_dir() is None:
         pytest.skip("needs espeak-ng and the packaged Whisper tiny.en")
-    out = tmp_path_factory.mktemp("bench")
+    out = tmp_path_factory.mktemp(f"bench_{face_box}")
     generate_dataset(out, identities=1, clips_per_identity=1, seconds=1.0, resolution=64, holdout_identities=1,
-                     voices=["en-us"], encoder=load_audio_encoder(packaged_whisper_tiny_dir()))
+                     voices=["en-us"], encoder=load_audio_encoder(packaged_whisper_tiny_dir()), face_box=face_box)
     return out / "eval"
+
+
+@pytest.fixture(scope="module")
+def eval_split(tmp_path_factory):
+    return _make_eval_split(tmp_path_factory, "ellipse")
 
 
 @pytest.fixture(scope="module")
 def detector_eval_split(tmp_path_factory):
     """The same split with the boxes a face detector gives (generate --face-box detector)."""
-    if shutil.which("espeak-ng") is None or packaged_whisper_tiny_dir() is None:
-        pytest.skip("needs espeak-ng and the packaged Whisper tiny.en")
-    out = tmp_path_factory.mktemp("bench_detector")
-    generate_dataset(out, identities=1, clips_per_identity=1, seconds=1.0, resolution=64, holdout_identities=1,
-                     voices=["en-us"], encoder=load_audio_encoder(packaged_whisper_tiny_dir()), face_box="detector")
-    return out / "eval"
+    return _make_eval_split(tmp_path_factory, "detector")
 
 
 def test_benchmark_command_runs_every_row_on_a_tiny_checkpoint(eval_split, tmp_path, capsys, monkeypatch):
