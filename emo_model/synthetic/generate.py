@@ -34,13 +34,12 @@ from ..data.progress import Progress
 from ..errors import EMOError, InputError
 from .identity import identity_from_seed
 from .motion import blinks, head_motion
-from .render import render_face
+from .render import FACE_BOXES, box_of, render_face
 from .speech import (DEFAULT_VOICES, SAMPLE_RATE, espeak_binary, fit, mouth_curve, normalise, sentences_for,
                      synthesize)
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".mp4", ".mkv", ".mov", ".webm"}
 SPLITS = {"train": 0, "eval": 1}
-FACE_BOXES = ("ellipse", "detector")
 GAP_SECONDS = 0.25  # silence between consecutive sentences when one is too short for the clip
 
 
@@ -218,7 +217,7 @@ def render_clip(identity, mouth, eyes, motion, resolution, face_box: str = "elli
         frame, geometry = render_face(identity, resolution, mouth_open=float(mouth[t]), eyes_open=float(eyes[t]),
                                       roll_deg=float(motion.roll[t]), dx=float(motion.dx[t]), dy=float(motion.dy[t]))
         frames.append(frame)
-        boxes.append(geometry.face_box if face_box == "ellipse" else geometry.detector_box)
+        boxes.append(box_of(geometry, face_box))
     return np.stack(frames), np.asarray(boxes, dtype=np.float32)
 
 

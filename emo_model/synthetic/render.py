@@ -29,6 +29,7 @@ EYE_Y = -0.15           # eye line, fraction of the face half-height (negative: 
 # and 1.1 px on the centre (docs/demo-model/benchmark-face-region/DJ/).
 DETECTOR_SIDE = (0.43, 1.31)    # side = 0.43 a + 1.31 b
 DETECTOR_DROP = (0.03, 0.13)    # centre this far below the ellipse's, along the face's axis
+FACE_BOXES = ("ellipse", "detector")  # the kinds of face box the generator can write
 MOUTH_INTERIOR = (38, 10, 16)
 DARK = (30, 22, 22)
 
@@ -62,8 +63,8 @@ def face_geometry(identity: Identity, size: int, roll_deg: float = 0.0, dx: floa
 
 def box_of(geometry: Geometry, kind: str) -> tuple[float, float, float, float]:
     """The face box of a kind the generator writes: "ellipse" (exact) or "detector"."""
-    if kind not in ("ellipse", "detector"):
-        raise ValueError(f"face box kind must be 'ellipse' or 'detector', got {kind!r}")
+    if kind not in FACE_BOXES:
+        raise ValueError(f"face box kind must be one of {FACE_BOXES}, got {kind!r}")
     return geometry.face_box if kind == "ellipse" else geometry.detector_box
 
 
